@@ -1,0 +1,130 @@
+//! visiond: a live multi-DNN video analyser controlled from a browser.
+
+mod app;
+mod logging;
+mod pipeline;
+mod settings;
+mod web;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value as Json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Live multi-DNN video analyser controlled from a browser"
+)]
+struct Cli {
+    /// The config file: the single truth, reloaded when it changes.
+    #[arg(
+        long,
+        env = "VISIOND_CONFIG",
+        default_value = "/etc/visiond/visiond.toml",
+        global = true
+    )]
+    config: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Quick-try flags, applied over the file for this run only (a NET turns that model on).
+#[derive(Args)]
+struct Overrides {
+    /// Port of the page, REST and signaling (all interfaces).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Input URI: webrtc | test | images:<dir or glob> | file:<path> | v4l2:/dev/videoN | rtsp://...
+    #[arg(long)]
+    input: Option<String>,
+    #[arg(long, value_name = "NET")]
+    classification: Option<String>,
+    #[arg(long, value_name = "NET")]
+    detection: Option<String>,
+    #[arg(long, value_name = "NET")]
+    segmentation: Option<String>,
+    #[arg(long, value_name = "NET")]
+    pose: Option<String>,
+    #[arg(long, value_name = "NET")]
+    action: Option<String>,
+    #[arg(long, value_name = "NET")]
+    background: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file: exit 0, or print PATH:LINE:COL: message for each problem and exit 1.
+    CheckConfig {
+        /// The file to check (default: --config).
+        path: Option<PathBuf>,
+    },
+}
+
+impl Overrides {
+    fn to_settings(&self) -> Vec<(&'static str, &'static str, Json)> {
+        let mut out = Vec::new();
+        if let Some(port) = self.port {
+            out.push(("server", "listen", json!(format!("0.0.0.0:{port}"))));
+        }
+        if let Some(uri) = &self.input {
+            out.push(("input", "uri", json!(uri)));
+        }
+        let models = [
+            ("classification", &self.classification),
+            ("detection", &self.detection),
+            ("segmentation", &self.segmentation),
+            ("pose", &self.pose),
+            ("action", &self.action),
+            ("background", &self.background),
+        ];
+        for (section, network) in models {
+            if let Some(network) = network {
+                out.push((section, "enabled", json!(true)));
+                out.push((section, "network", json!(network)));
+            }
+        }
+        out
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        None => app::run(&cli.config, &cli.overrides.to_settings()),
+        Some(Command::CheckConfig { path }) => {
+            return check_config(path.as_ref().unwrap_or(&cli.config))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("visiond: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &PathBuf) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match settings::load::parse(&text) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for line in settings::store::located(path, &problems) {
+                println!("{line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

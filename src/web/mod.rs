@@ -1,0 +1,253 @@
+//! The HTTP side: routes, REST, SSE, the page, OpenAPI and metrics.
+
+mod error;
+mod events;
+mod metrics;
+mod openapi;
+mod page;
+mod rest;
+mod status;
+
+use crate::pipeline::status::Shared;
+use crate::settings::schema::MODEL_SECTIONS;
+use crate::settings::Store;
+use error::ApiError;
+use serde_json::Value as Json;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+/// What every handler may read.
+pub struct Context {
+    pub store: Arc<Store>,
+    pub shared: Arc<Shared>,
+    pub page: page::Page,
+}
+
+impl Context {
+    pub fn new(store: Arc<Store>, shared: Arc<Shared>) -> anyhow::Result<Arc<Context>> {
+        Ok(Arc::new(Context {
+            store,
+            shared,
+            page: page::Page::new()?,
+        }))
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    ctx: Arc<Context>,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (bound, server) = warp::serve(routes(ctx))
+        .try_bind_with_graceful_shutdown(addr, shutdown)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    tracing::info!("serving http://{bound}/");
+    server.await;
+    Ok(())
+}
+
+pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
+    let with_ctx = {
+        let ctx = ctx.clone();
+        warp::any().map(move || ctx.clone())
+    };
+    let read = with_ctx
+        .clone()
+        .and(authorized(ctx.store.clone(), false))
+        .boxed();
+    let write = with_ctx
+        .clone()
+        .and(authorized(ctx.store.clone(), true))
+        .and(json_body())
+        .boxed();
+    let api = || warp::path("api").and(warp::path("v1"));
+
+    let config_get = api()
+        .and(warp::path!("config"))
+        .and(warp::get())
+        .and(read.clone())
+        .map(|ctx: Arc<Context>| rest::get_config(&ctx));
+    let config_patch = api()
+        .and(warp::path!("config"))
+        .and(warp::patch())
+        .and(write.clone())
+        .then(|ctx, patch| async move { reply(rest::patch_config(ctx, patch).await) });
+    let property_get = api()
+        .and(warp::path!("config" / String / String))
+        .and(warp::get())
+        .and(read.clone())
+        .map(|section: String, name: String, ctx: Arc<Context>| {
+            reply(rest::get_property(&ctx, &section, &name))
+        });
+    let property_put = api()
+        .and(warp::path!("config" / String / String))
+        .and(warp::put())
+        .and(write.clone())
+        .then(|section, name, ctx, value| async move {
+            reply(rest::put_property(ctx, section, name, value).await)
+        });
+    // The seed's paths: /classification/enabled and so on.
+    let alias_get = warp::path!(String / String)
+        .and(model_section())
+        .and(warp::get())
+        .and(read.clone())
+        .map(|section: String, name: String, ctx: Arc<Context>| {
+            reply(rest::get_property(&ctx, &section, &name))
+        });
+    let alias_put = warp::path!(String / String)
+        .and(model_section())
+        .and(warp::put())
+        .and(write)
+        .then(|section, name, ctx, value| async move {
+            reply(rest::put_property(ctx, section, name, value).await)
+        });
+    let status = api()
+        .and(warp::path!("status"))
+        .and(warp::get())
+        .and(read.clone())
+        .map(|ctx: Arc<Context>| warp::reply::json(&status::status(&ctx)).into_response());
+    let results = api()
+        .and(warp::path!("results"))
+        .and(warp::get())
+        .and(read.clone())
+        .map(|ctx: Arc<Context>| warp::reply::json(&ctx.shared.results()).into_response());
+    let events = api()
+        .and(warp::path!("events"))
+        .and(warp::get())
+        .and(read.clone())
+        .map(|ctx: Arc<Context>| events::stream(&ctx));
+    let openapi = api()
+        .and(warp::path!("openapi.json"))
+        .and(warp::get())
+        .map(|| warp::reply::json(&openapi::document()).into_response());
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(read.clone())
+        .map(|ctx: Arc<Context>| metrics::render(&ctx));
+    let index = warp::path::end()
+        .and(warp::get())
+        .and(with_ctx)
+        .map(|ctx: Arc<Context>| ctx.page.render(&ctx));
+    let assets = warp::path!("static" / String)
+        .and(warp::get())
+        .map(|name: String| page::asset(&name));
+
+    config_get
+        .or(config_patch)
+        .unify()
+        .or(property_get)
+        .unify()
+        .or(property_put)
+        .unify()
+        .or(status)
+        .unify()
+        .or(results)
+        .unify()
+        .or(events)
+        .unify()
+        .or(openapi)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(index)
+        .unify()
+        .or(assets)
+        .unify()
+        .or(alias_get)
+        .unify()
+        .or(alias_put)
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::log::custom(|info| {
+            tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
+        }))
+        .map(Reply::into_response)
+        .boxed()
+}
+
+fn reply<T: Reply>(result: Result<T, ApiError>) -> Response {
+    match result {
+        Ok(ok) => ok.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Passes `/<model>/<key>` paths only for the six model sections.
+fn model_section() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            let first = path
+                .as_str()
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if MODEL_SECTIONS.contains(&first) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+}
+
+/// Bearer-token check: writes need it whenever `server.auth_token` is set, reads only with
+/// `server.auth_viewers`. Writes also refuse cross-site origins (a page elsewhere posting
+/// to the appliance through the user's browser).
+fn authorized(store: Arc<Store>, write: bool) -> BoxedFilter<()> {
+    warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
+        .and_then(move |auth, origin, host| check_auth(auth, origin, host, write, store.clone()))
+        .untuple_one()
+        .boxed()
+}
+
+async fn check_auth(
+    auth: Option<String>,
+    origin: Option<String>,
+    host: Option<String>,
+    write: bool,
+    store: Arc<Store>,
+) -> Result<(), warp::Rejection> {
+    let server = store.settings().server.clone();
+    if write {
+        if let (Some(origin), Some(host)) = (&origin, &host) {
+            let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+            if origin_host != host {
+                return Err(warp::reject::custom(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("cross-origin write from {origin} refused"),
+                )));
+            }
+        }
+    }
+    let needs_token = !server.auth_token.is_empty() && (write || server.auth_viewers);
+    if needs_token && auth.as_deref() != Some(format!("Bearer {}", server.auth_token).as_str()) {
+        return Err(warp::reject::custom(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this needs \"Authorization: Bearer <server.auth_token>\"",
+        )));
+    }
+    Ok(())
+}
+
+/// A write's JSON body, at most 64 KiB.
+fn json_body() -> BoxedFilter<(Json,)> {
+    warp::body::content_length_limit(rest::MAX_BODY)
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::bytes())
+        .and_then(
+            |content_type: Option<String>, body: bytes::Bytes| async move {
+                rest::parse_body(content_type.as_deref(), &body).map_err(warp::reject::custom)
+            },
+        )
+        .boxed()
+}

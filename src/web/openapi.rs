@@ -1,0 +1,174 @@
+//! `GET /api/v1/openapi.json`: an OpenAPI 3 description of every route, with the settings'
+//! types, ranges and defaults taken from the schema.
+
+use crate::settings::schema::{self, Kind, MODEL_SECTIONS, SCHEMA};
+use serde_json::{json, Map, Value as Json};
+
+pub fn document() -> Json {
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "visiond",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Live multi-DNN video analyser. Settings are the config file's sections and keys; every write goes to the file first."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Config": config_schema(),
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}, "key": {"type": "string", "description": "section.key"}}
+                }
+            }
+        },
+        "paths": paths(),
+    })
+}
+
+fn property_schema(kind: &Kind) -> Json {
+    match kind {
+        Kind::Bool => json!({"type": "boolean"}),
+        Kind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+        Kind::Float { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
+        Kind::Text | Kind::SocketAddr | Kind::InputUri => json!({"type": "string"}),
+        Kind::Color => json!({"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}),
+        Kind::Choice(options) => json!({"type": "string", "enum": options}),
+        Kind::Flags(options) => {
+            json!({"type": "array", "uniqueItems": true, "items": {"type": "string", "enum": options}})
+        }
+        Kind::TextList => json!({"type": "array", "items": {"type": "string"}}),
+    }
+}
+
+fn config_schema() -> Json {
+    let mut sections = Map::new();
+    for section in schema::sections() {
+        let mut properties = Map::new();
+        for key in SCHEMA.iter().filter(|k| k.section == section) {
+            let mut property = property_schema(&key.kind);
+            property["default"] = key.default.clone();
+            property["description"] = Json::from(key.doc);
+            properties.insert(key.name.to_owned(), property);
+        }
+        sections.insert(
+            section.to_owned(),
+            json!({"type": "object", "additionalProperties": false, "properties": properties}),
+        );
+    }
+    json!({"type": "object", "additionalProperties": false, "properties": sections})
+}
+
+fn error_responses(codes: &[&str]) -> Map<String, Json> {
+    let meaning = |code: &str| match code {
+        "400" => "bad value or type; `key` names the setting",
+        "401" => "missing or wrong bearer token",
+        "403" => "cross-origin write",
+        "404" => "no such property",
+        "409" => "the file on disk is broken; fix it first",
+        "413" => "body over 64 KiB",
+        "415" => "not JSON",
+        _ => "the file could not be written; nothing changed",
+    };
+    codes
+        .iter()
+        .map(|code| {
+            let body = json!({"description": meaning(code), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+            (code.to_string(), body)
+        })
+        .collect()
+}
+
+fn json_ok(description: &str, schema: Json) -> Json {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn with_errors(mut ok: Map<String, Json>, codes: &[&str]) -> Json {
+    ok.extend(error_responses(codes));
+    Json::Object(ok)
+}
+
+fn read(summary: &str, description: &str, schema: Json) -> Json {
+    json!({"get": {"summary": summary, "responses": {"200": json_ok(description, schema)}}})
+}
+
+fn paths() -> Json {
+    let write_errors = ["400", "401", "403", "404", "409", "413", "415", "503"];
+    let section_names: Vec<&str> = schema::sections();
+    let property_params = json!([
+        {"name": "section", "in": "path", "required": true, "schema": {"type": "string", "enum": section_names}},
+        {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}, "description": "a key of that section (see the Config schema)"}
+    ]);
+    let any_value = json!({"description": "the bare JSON value: 0.5, true, \"nanodet\""});
+    let property = json!({
+        "parameters": property_params,
+        "get": {"summary": "One setting", "responses": with_errors(single("200", json_ok("its value", any_value.clone())), &["404"])},
+        "put": {
+            "summary": "Change one setting: written to the file (comments kept), then applied",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": any_value}}},
+            "responses": with_errors(single("200", json_ok("the new value", json!({}))), &write_errors)
+        }
+    });
+    let mut paths = Map::new();
+    paths.insert("/api/v1/config".into(), json!({
+        "get": {"summary": "Every setting, the same tree as the file", "responses": {"200": json_ok("settings", json!({"$ref": "#/components/schemas/Config"}))}},
+        "patch": {
+            "summary": "JSON merge patch (RFC 7396) of several settings, all or nothing; null resets a key to its default",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {
+                "application/merge-patch+json": {"schema": {"type": "object"}},
+                "application/json": {"schema": {"type": "object"}}
+            }},
+            "responses": with_errors(single("200", json_ok("every setting after the patch", json!({"$ref": "#/components/schemas/Config"}))), &write_errors)
+        }
+    }));
+    paths.insert("/api/v1/config/{section}/{key}".into(), property.clone());
+    let mut alias = property;
+    alias["parameters"][0]["schema"]["enum"] = json!(MODEL_SECTIONS);
+    alias["get"]["summary"] =
+        json!("One model setting (the seed's path, an alias of /api/v1/config/{section}/{key})");
+    paths.insert("/{section}/{key}".into(), alias);
+    paths.insert(
+        "/api/v1/status".into(),
+        read(
+            "Config, models, pipeline, input and peers",
+            "status",
+            json!({"type": "object"}),
+        ),
+    );
+    paths.insert(
+        "/api/v1/results".into(),
+        read(
+            "The latest frame's results per enabled model",
+            "results",
+            json!({"type": "object"}),
+        ),
+    );
+    paths.insert(
+        "/api/v1/models".into(),
+        read("The model catalog", "catalog", json!({"type": "array"})),
+    );
+    paths.insert("/api/v1/events".into(), json!({"get": {
+        "summary": "Server-Sent Events: change {key, value, source}, config_error {errors}, config_ok, status {status, results} once a second",
+        "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}}
+    }}));
+    paths.insert(
+        "/api/v1/openapi.json".into(),
+        read("This document", "OpenAPI 3", json!({"type": "object"})),
+    );
+    paths.insert("/metrics".into(), json!({"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format 0.0.4", "content": {"text/plain": {}}}}}}));
+    paths.insert("/".into(), json!({"get": {"summary": "The control page", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}}));
+    paths.insert("/static/{file}".into(), json!({
+        "parameters": [{"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],
+        "get": {"summary": "The page's scripts and styles", "responses": {"200": {"description": "asset"}, "404": {"description": "no such asset"}}}
+    }));
+    Json::Object(paths)
+}
+
+fn single(code: &str, body: Json) -> Map<String, Json> {
+    let mut map = Map::new();
+    map.insert(code.to_owned(), body);
+    map
+}

@@ -1,0 +1,156 @@
+// visiond's control page: every [data-key] control reads and writes its REST property, and
+// /api/v1/events keeps the page in step with the file, other browsers and the pipeline.
+'use strict';
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
+const TOKEN_KEY = 'visiond-token';
+
+function propertyUrl(key) {
+  const [section, name] = key.split('.');
+  return `/api/v1/config/${encodeURIComponent(section)}/${encodeURIComponent(name)}`;
+}
+
+function authHeaders() {
+  const token = localStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function notice(text) {
+  const box = $('#notice');
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+// The value a control stands for; flags are the checked boxes of one key together.
+function controlValue(control) {
+  const key = control.dataset.key;
+  if (control.type === 'checkbox' && control.dataset.flag) {
+    return $$(`input[data-key="${key}"]`).filter((c) => c.checked).map((c) => c.dataset.flag);
+  }
+  if (control.type === 'checkbox') return control.checked;
+  if (control.type === 'range' || control.type === 'number') return Number(control.value);
+  return control.value;
+}
+
+// Shows a value on every control of its key, except the one the user is handling now.
+function showValue(key, value) {
+  for (const control of $$(`[data-key="${key}"]`)) {
+    if (control === document.activeElement && control.dataset.busy) continue;
+    if (control.type === 'checkbox' && control.dataset.flag) {
+      control.checked = Array.isArray(value) && value.includes(control.dataset.flag);
+    } else if (control.type === 'checkbox') {
+      control.checked = Boolean(value);
+    } else {
+      control.value = value;
+      const output = control.parentElement.querySelector('output');
+      if (output) output.textContent = value;
+    }
+  }
+}
+
+async function write(control) {
+  const key = control.dataset.key;
+  const response = await fetch(propertyUrl(key), {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json', ...authHeaders() },
+    body: JSON.stringify(controlValue(control)),
+  });
+  if (response.ok) {
+    notice('');
+    showValue(key, await response.json());
+    return;
+  }
+  const error = await response.json().catch(() => ({ error: response.statusText }));
+  if (response.status === 401) $('#token-form').hidden = false;
+  notice(`${key}: ${error.error}`);
+  // Put the control back to what is really in force.
+  const current = await fetch(propertyUrl(key), { headers: authHeaders() });
+  if (current.ok) showValue(key, await current.json());
+}
+
+function bindControls() {
+  for (const control of $$('[data-key]')) {
+    control.addEventListener('input', () => {
+      control.dataset.busy = '1';
+      const output = control.parentElement.querySelector('output');
+      if (output) output.textContent = control.value;
+    });
+    control.addEventListener('change', () => {
+      delete control.dataset.busy;
+      write(control);
+    });
+  }
+  $('#token-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    localStorage.setItem(TOKEN_KEY, $('#token').value);
+    $('#token-form').hidden = true;
+    notice('token saved; try the change again');
+  });
+}
+
+async function refreshAll() {
+  const response = await fetch('/api/v1/config', { headers: authHeaders() });
+  if (!response.ok) return;
+  const tree = await response.json();
+  for (const [section, keys] of Object.entries(tree)) {
+    for (const [name, value] of Object.entries(keys)) showValue(`${section}.${name}`, value);
+  }
+}
+
+function showConfigError(errors) {
+  const banner = $('#config-error');
+  banner.hidden = !errors || errors.length === 0;
+  $('pre', banner).textContent = (errors || []).join('\n');
+}
+
+function describeResult(section, result) {
+  if (!result) return '';
+  if (section === 'detection' || section === 'pose') {
+    const items = Array.isArray(result) ? result : [];
+    if (section === 'pose') return `${items.length} ${items.length === 1 ? 'person' : 'people'}`;
+    return items.map((d) => `${d.label} ${(d.confidence * 100).toFixed(0)}%`).join(', ') || 'nothing';
+  }
+  if (result.label !== undefined) return `${result.label} ${(result.confidence * 100).toFixed(1)}%`;
+  if (result.classes) {
+    return Object.entries(result.classes).map(([label, f]) => `${label} ${(f * 100).toFixed(0)}%`).join(', ');
+  }
+  return '';
+}
+
+function showStatus({ status, results }) {
+  const pipeline = status.pipeline || {};
+  $('[data-stat="fps"]').textContent = (pipeline.fps || 0).toFixed(1);
+  $('[data-stat="frames"]').textContent = pipeline.frames || 0;
+  $('[data-stat="dropped"]').textContent = pipeline.dropped || 0;
+  const input = status.input || {};
+  $('[data-stat="input"]').textContent = `${input.uri || ''} ${input.state || ''}`;
+  showConfigError(status.config && status.config.error ? status.config.error.split('\n') : []);
+  for (const [section, model] of Object.entries(status.models || {})) {
+    const state = $(`[data-state-for="${section}"]`);
+    if (!state) continue;
+    state.textContent = model.state;
+    state.dataset.state = model.state;
+    state.title = model.error || '';
+    const timing = $(`[data-timing-for="${section}"]`);
+    timing.textContent = model.state === 'ready' ? `${model.last_ms.toFixed(1)} ms (avg ${model.avg_ms.toFixed(1)})` : model.error || '';
+    $(`[data-result-for="${section}"]`).textContent = describeResult(section, (results || {})[section]);
+  }
+}
+
+function listen() {
+  const events = new EventSource('/api/v1/events');
+  // After a (re)connect, anything may have changed meanwhile.
+  events.addEventListener('open', refreshAll);
+  events.addEventListener('resync', refreshAll);
+  events.addEventListener('change', (event) => {
+    const { key, value } = JSON.parse(event.data);
+    showValue(key, value);
+  });
+  events.addEventListener('config_error', (event) => showConfigError(JSON.parse(event.data).errors));
+  events.addEventListener('config_ok', () => showConfigError([]));
+  events.addEventListener('status', (event) => showStatus(JSON.parse(event.data)));
+}
+
+bindControls();
+listen();

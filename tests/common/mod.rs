@@ -1,0 +1,261 @@
+//! Shared by the contract tests: starts the real binary on a config file of its own in a
+//! fresh folder, and talks to it over real HTTP.
+#![allow(dead_code)] // each test file uses its own subset of these helpers
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const SHIPPED_CONFIG: &str = include_str!("../../etc/visiond/visiond.toml");
+const NOBODY: u32 = 65534;
+
+pub struct Server {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The shipped config with `listen` moved to a free local port, plus `extra` appended to
+/// the sections it names (later keys in TOML may not repeat, so `extra` replaces lines).
+pub fn config_text(port: u16) -> String {
+    SHIPPED_CONFIG.replace(
+        "listen = \"0.0.0.0:8050\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(|text| text, &[])
+    }
+
+    /// Starts visiond on the shipped config edited by `edit`, with extra arguments.
+    pub fn start_with(edit: impl FnOnce(String) -> String, args: &[&str]) -> Server {
+        Server::launch(edit, args, false)
+    }
+
+    /// Like `start_with`, but as an unprivileged user when the tests run as root, so that
+    /// file permissions apply to the server.
+    pub fn start_unprivileged(edit: impl FnOnce(String) -> String) -> Server {
+        Server::launch(edit, &[], true)
+    }
+
+    fn launch(edit: impl FnOnce(String) -> String, args: &[&str], unprivileged: bool) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("visiond.toml");
+        std::fs::write(&config, edit(config_text(port))).unwrap();
+        let log = dir.path().join("visiond.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_visiond"));
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if unprivileged && is_root() {
+            chown_recursive(dir.path(), NOBODY);
+            command.uid(NOBODY).gid(NOBODY);
+        }
+        let child = command.spawn().expect("start visiond");
+        let server = Server {
+            child,
+            dir,
+            config,
+            port,
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if ureq::get(&self.url("/api/v1/status")).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("visiond did not come up; log:\n{}", self.log_text());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn file(&self) -> String {
+        std::fs::read_to_string(&self.config).unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        call(ureq::get(&self.url(path)), None)
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// PUT a JSON body (as text, so tests can send broken JSON too).
+    pub fn put(&self, path: &str, body: &str) -> (u16, String) {
+        call(
+            ureq::put(&self.url(path)).set("Content-Type", "application/json"),
+            Some(body),
+        )
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let mut request = ureq::request(method, &self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        call(request, body)
+    }
+
+    /// Waits until `check` holds for the property's value, or fails after `limit`.
+    pub fn wait_for(
+        &self,
+        path: &str,
+        limit: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.get_json(path);
+            if check(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} is still {value} after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Opens `/api/v1/events` and returns its `(event, data)` pairs as they arrive.
+    pub fn events(&self) -> mpsc::Receiver<(String, serde_json::Value)> {
+        let response = ureq::get(&self.url("/api/v1/events"))
+            .call()
+            .expect("open event stream");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut event = String::new();
+            for line in BufReader::new(response.into_reader()).lines() {
+                let Ok(line) = line else { return };
+                if let Some(name) = line.strip_prefix("event:") {
+                    event = name.trim().to_owned();
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    let data = serde_json::from_str(data.trim()).unwrap_or(serde_json::Value::Null);
+                    if tx.send((event.clone(), data)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for the first event named `name` whose data satisfies `check`.
+pub fn expect_event(
+    events: &mpsc::Receiver<(String, serde_json::Value)>,
+    name: &str,
+    limit: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok((event, data)) if event == name && check(&data) => return data,
+            Ok(_) => continue,
+            Err(_) => panic!("no `{name}` event within {limit:?}"),
+        }
+    }
+}
+
+fn call(request: ureq::Request, body: Option<&str>) -> (u16, String) {
+    let result = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    match result {
+        Ok(response) => (
+            response.status(),
+            response.into_string().unwrap_or_default(),
+        ),
+        Err(ureq::Error::Status(code, response)) => {
+            (code, response.into_string().unwrap_or_default())
+        }
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+/// Saves like vim or `sed -i`: a new file renamed over the old one.
+pub fn save_by_rename(path: &Path, text: &str) {
+    let temp = path.with_extension("toml.swp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn chown_recursive(path: &Path, uid: u32) {
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{uid}"))
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
