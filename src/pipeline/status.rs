@@ -11,7 +11,6 @@ use std::sync::RwLock;
 pub enum ModelState {
     #[default]
     Disabled,
-    Loading,
     Ready,
     Error,
 }
@@ -76,9 +75,5 @@ impl Shared {
 
     pub fn update_status(&self, update: impl FnOnce(&mut RuntimeStatus)) {
         update(&mut self.status.write().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    pub fn set_results(&self, results: Json) {
-        *self.results.write().unwrap_or_else(|p| p.into_inner()) = results;
     }
 }

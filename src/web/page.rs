@@ -160,6 +160,13 @@ fn control(key: &Key, value: &Json) -> Json {
             c["partial"] = json!("checkbox");
             c["checked"] = value.clone();
         }
+        // Wide integer ranges (frame sizes, bitrates) are typed, not dragged.
+        Kind::Int { min, max } if max - min > 255 => {
+            c["partial"] = json!("text");
+            c["type"] = json!("number");
+            c["min"] = json!(min);
+            c["max"] = json!(max);
+        }
         Kind::Int { min, max } => slider(&mut c, json!(min), json!(max), json!(1)),
         Kind::Float { min, max } => {
             slider(&mut c, json!(min), json!(max), json!((max - min) / 100.0))
@@ -171,16 +178,17 @@ fn control(key: &Key, value: &Json) -> Json {
                 .map(|o| json!({"value": o, "selected": value == o}))
                 .collect();
         }
-        Kind::Color => {
-            c["partial"] = json!("text");
-            c["type"] = json!("color");
-        }
-        _ => {
-            c["partial"] = json!("text");
-            c["type"] = json!("text");
-        }
+        Kind::Color => text_input(&mut c, "color"),
+        _ => text_input(&mut c, "text"),
     }
     c
+}
+
+fn text_input(c: &mut Json, kind: &str) {
+    c["partial"] = json!("text");
+    c["type"] = json!(kind);
+    c["min"] = json!("");
+    c["max"] = json!("");
 }
 
 fn slider(c: &mut Json, min: Json, max: Json, step: Json) {

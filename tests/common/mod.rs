@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod webdriver;
+
 pub const SHIPPED_CONFIG: &str = include_str!("../../etc/visiond/visiond.toml");
 const NOBODY: u32 = 65534;
 

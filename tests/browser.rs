@@ -1,0 +1,106 @@
+//! The page in a real headless Chromium: its controls write the file, and the file, REST and
+//! other browsers move its controls, without reloading the page.
+
+mod common;
+
+use common::webdriver::{Browser, ARROW_RIGHT};
+use common::Server;
+use serde_json::json;
+use std::time::Duration;
+
+const SECOND: Duration = Duration::from_secs(1);
+const SLIDER: &str = r#"input[data-key="detection.confidence_threshold"]"#;
+
+fn slider_value(browser: &Browser) -> f64 {
+    let script = format!("return Number(document.querySelector('{SLIDER}').value)");
+    browser.eval(&script).as_f64().unwrap()
+}
+
+#[test]
+fn moving_a_slider_writes_the_file() {
+    let server = Server::start();
+    let browser = Browser::start(&[]);
+    browser.open(&server.url("/"));
+    browser.wait_until("return document.readyState", SECOND, |s| s == "complete");
+    browser.click(SLIDER);
+    browser.send_keys(SLIDER, &ARROW_RIGHT.repeat(3));
+    let on_page = slider_value(&browser);
+    let wanted = json!(on_page);
+    server.wait_for(
+        "/api/v1/config/detection/confidence_threshold",
+        SECOND,
+        |v| v == &wanted,
+    );
+    assert!(server.file().contains(&format!(
+        "confidence_threshold = {on_page}   # minimum confidence of a box"
+    )));
+    assert_ne!(on_page, 0.5, "the slider moved");
+
+    browser.click(r#"input[data-key="pose.enabled"]"#);
+    server.wait_for("/api/v1/config/pose/enabled", SECOND, |v| v == &json!(true));
+    assert!(server.file().contains("[pose]\nenabled = true"));
+}
+
+#[test]
+fn a_file_edit_moves_the_controls_on_the_open_page() {
+    let server = Server::start();
+    let browser = Browser::start(&[]);
+    browser.open(&server.url("/"));
+    browser.wait_until("return document.readyState", SECOND, |s| s == "complete");
+    let text = server
+        .file()
+        .replace(
+            "confidence_threshold = 0.5   # minimum confidence of a box",
+            "confidence_threshold = 0.8   # minimum confidence of a box",
+        )
+        .replace("[pose]\nenabled = false", "[pose]\nenabled = true");
+    common::save_by_rename(&server.config, &text);
+    let script = format!("return Number(document.querySelector('{SLIDER}').value)");
+    browser.wait_until(&script, SECOND, |v| v == &json!(0.8));
+    browser.wait_until(
+        r#"return document.querySelector('input[data-key="pose.enabled"]').checked"#,
+        SECOND,
+        |v| v == &json!(true),
+    );
+
+    // A broken file shows the banner; fixing it takes the banner away.
+    std::fs::write(
+        &server.config,
+        text.replace("[pose]\n", "[pose]\nwings = 2\n"),
+    )
+    .unwrap();
+    let banner =
+        "const b = document.getElementById('config-error'); return b.hidden ? '' : b.textContent";
+    let shown = browser.wait_until(banner, SECOND, |v| {
+        v.as_str().is_some_and(|s| s.contains("pose.wings"))
+    });
+    assert!(shown
+        .as_str()
+        .unwrap()
+        .contains(&format!("{}:", server.config.display())));
+    std::fs::write(&server.config, &text).unwrap();
+    browser.wait_until(banner, SECOND, |v| v == "");
+}
+
+#[test]
+fn two_browsers_stay_in_step() {
+    let server = Server::start();
+    let first = Browser::start(&[]);
+    let second = Browser::start(&[]);
+    for browser in [&first, &second] {
+        browser.open(&server.url("/"));
+        browser.wait_until("return document.readyState", SECOND, |s| s == "complete");
+    }
+    // Choose "blur" in the first browser's select with the keyboard, as a user would.
+    let select = r#"select[data-key="background.mode"]"#;
+    first.click(select);
+    first.send_keys(select, "blur");
+    first.eval(&format!("document.querySelector('{select}').blur()"));
+    server.wait_for("/api/v1/config/background/mode", SECOND, |v| v == "blur");
+    second.wait_until(
+        &format!("return document.querySelector('{select}').value"),
+        SECOND,
+        |v| v == "blur",
+    );
+    assert!(server.file().contains("mode = \"blur\""));
+}

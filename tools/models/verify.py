@@ -1,0 +1,362 @@
+# Reference checks of the shipped models: onnxruntime vs tract, and decoded outputs on the darknet test pictures.
+"""Usage: verify.py [--models DIR] [--data DIR] [--json FILE]
+
+For every model in DIR/catalog.toml: the sha256 matches, onnxruntime and tract (fixed input
+shapes) agree on seeded random inputs and on a real picture, and the decoded outputs on the
+test pictures are sensible (asserted loosely, printed in full). The decoders here are the
+reference that visiond's Rust decoders are compared with; --json writes their results.
+
+Preprocessing everywhere: the whole picture is stretched to the model's input size with
+PIL's bilinear filter (a triangle filter widened when shrinking), then
+(pixel - mean) / std in the catalog's channel order. Reported coordinates are in pixels of
+the original picture."""
+import argparse
+import json
+import os
+import sys
+import time
+import tomllib
+
+import numpy as np
+import onnxruntime as ort
+import tract
+from PIL import Image
+
+import catalog
+import compare
+
+# tract vs onnxruntime, relative to the largest output value.
+TRACT_RTOL = 1e-3
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def picture(data_dir, name):
+    return Image.open(os.path.join(data_dir, name + '.jpg')).convert('RGB')
+
+
+def preprocess(image, entry):
+    """PIL image -> model input for a catalog entry, batch 1; for ncthw, a clip that
+    repeats the picture in every frame."""
+    shape, layout = entry['input_shape'], entry['layout']
+    h, w = {'nchw': shape[2:4], 'nhwc': shape[1:3], 'ncthw': shape[3:5]}[layout]
+    x = np.asarray(image.resize((w, h), Image.BILINEAR), np.float32)
+    if entry['dtype'] == 'i32':
+        return x.astype(np.int32)[None]
+    x = (x - np.array(entry['mean'], np.float32)) / np.array(entry['std'], np.float32)
+    if layout == 'nchw':
+        x = x.transpose(2, 0, 1)
+    elif layout == 'ncthw':
+        x = np.repeat(x.transpose(2, 0, 1)[:, None], shape[2], axis=1)
+    return np.ascontiguousarray(x[None])
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def nms(boxes, scores, iou_threshold):
+    """Greedy NMS over (x1, y1, x2, y2) boxes; returns the kept indices, best first."""
+    order = list(np.argsort(-scores))
+    keep = []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        rest = []
+        for j in order:
+            ix = max(0.0, min(boxes[i][2], boxes[j][2]) - max(boxes[i][0], boxes[j][0]))
+            iy = max(0.0, min(boxes[i][3], boxes[j][3]) - max(boxes[i][1], boxes[j][1]))
+            inter = ix * iy
+            union = ((boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1])
+                     + (boxes[j][2] - boxes[j][0]) * (boxes[j][3] - boxes[j][1]) - inter)
+            if union <= 0 or inter / union <= iou_threshold:
+                rest.append(j)
+        order = rest
+    return keep
+
+
+class Models:
+    """Catalog entries, their sessions and labels."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        with open(os.path.join(directory, 'catalog.toml'), 'rb') as f:
+            self.entries = {e['name']: e for e in tomllib.load(f)['model']}
+        self.sessions = {}
+
+    def path(self, name):
+        return os.path.join(self.dir, self.entries[name]['file'])
+
+    def labels(self, name):
+        with open(os.path.join(self.dir, self.entries[name]['labels'])) as f:
+            return f.read().splitlines()
+
+    def run(self, name, x):
+        """onnxruntime; outputs by name."""
+        if name not in self.sessions:
+            self.sessions[name] = ort.InferenceSession(self.path(name), providers=['CPUExecutionProvider'])
+        session = self.sessions[name]
+        outs = session.run(None, {self.entries[name]['input']: x})
+        return {meta.name: out for meta, out in zip(session.get_outputs(), outs)}
+
+
+def tract_model(path, x):
+    """tract, optimised for the fixed shape and type of x."""
+    model = tract.onnx().load(path)
+    model.set_input_fact(0, ','.join(map(str, x.shape)) + ',' + ('i32' if x.dtype == np.int32 else 'f32'))
+    return model.into_model().into_runnable()
+
+
+def check_runtimes(models, name, real_input):
+    """tract agrees with onnxruntime on a random and on a real input; returns timings."""
+    entry = models.entries[name]
+    path = models.path(name)
+    expect(catalog.sha256(path) == entry['sha256'], 'sha256 differs from catalog.toml')
+    problems = catalog.problems(models.dir, entry)
+    expect(not problems, '; '.join(problems))
+    random_input = next(iter(compare.random_feeds(path).values()))
+    t0 = time.time()
+    runnable = tract_model(path, random_input)
+    t1 = time.time()
+    result = {'tract_load_s': round(t1 - t0, 2)}
+    for kind, x in (('random', random_input), ('picture', real_input)):
+        ref = models.run(name, x)
+        t2 = time.time()
+        got = [t.to_numpy() for t in runnable.run([x])]
+        result['tract_run_s'] = round(time.time() - t2, 3)
+        for out_name, value in zip(ref, got):
+            expect(value.shape == ref[out_name].shape, '%s: tract shape %s, onnxruntime %s'
+                   % (out_name, value.shape, ref[out_name].shape))
+            diff = compare.max_rel_diff(ref[out_name], value)
+            expect(diff <= TRACT_RTOL, '%s on %s input: tract differs from onnxruntime by %.2g'
+                   % (out_name, kind, diff))
+            result['tract_diff_' + kind] = max(result.get('tract_diff_' + kind, 0.0), diff)
+    return result
+
+
+def classify(models, data_dir):
+    name = 'efficientnet-lite0'
+    labels = models.labels(name)
+    result = {}
+    for pic in ('eagle', 'dog', 'giraffe', 'horses', 'person'):
+        probs = softmax(models.run(name, preprocess(picture(data_dir, pic), models.entries[name]))['logits'][0])
+        top = np.argsort(-probs)[:5]
+        result[pic] = [[int(i), labels[i], round(float(probs[i]), 4)] for i in top]
+    expect(result['eagle'][0][1] == 'bald eagle', 'eagle.jpg top-1 is %s' % result['eagle'][0][1])
+    expect(any('Shepherd' in r[1] for r in result['dog']), 'no shepherd in the dog.jpg top-5')
+    return result
+
+
+def nanodet_decode(outs, entry, image_size, score_threshold=0.3, iou_threshold=0.6):
+    """NanoDet GFL decode (distribution focal loss boxes); boxes in original picture pixels."""
+    size = entry['input_shape'][2]
+    bins = np.arange(entry['reg_max'] + 1, dtype=np.float32)
+    boxes, scores, classes = [], [], []
+    for stride in entry['strides']:
+        cls = outs['cls_%d' % stride][0]
+        reg = outs['reg_%d' % stride][0].reshape(-1, 4, entry['reg_max'] + 1)
+        grid = size // stride
+        cells, labels = np.nonzero(cls > score_threshold)
+        for cell, label in zip(cells, labels):
+            cx, cy = (cell % grid + 0.5) * stride, (cell // grid + 0.5) * stride
+            left, top, right, bottom = softmax(reg[cell]) @ bins * stride
+            boxes.append((cx - left, cy - top, cx + right, cy + bottom))
+            scores.append(cls[cell, label])
+            classes.append(label)
+    sx, sy = image_size[0] / size, image_size[1] / size
+    found = []
+    for label in sorted(set(classes)):
+        idx = [i for i, c in enumerate(classes) if c == label]
+        for k in nms([boxes[i] for i in idx], np.array([scores[i] for i in idx]), iou_threshold):
+            x1, y1, x2, y2 = boxes[idx[k]]
+            found.append((float(scores[idx[k]]), int(label), [x1 * sx, y1 * sy, x2 * sx, y2 * sy]))
+    return sorted(found, key=lambda f: -f[0])
+
+
+def detect(models, data_dir):
+    name = 'nanodet'
+    entry = models.entries[name]
+    labels = models.labels(name)
+    result = {}
+    for pic in ('dog', 'horses', 'person', 'giraffe', 'eagle'):
+        image = picture(data_dir, pic)
+        dets = nanodet_decode(models.run(name, preprocess(image, entry)), entry, image.size)
+        result[pic] = [[labels[c], round(s, 3), [round(v, 1) for v in box]] for s, c, box in dets]
+    found = {d[0] for d in result['dog']}
+    expect({'dog', 'bicycle'} <= found and found & {'car', 'truck'}, 'dog.jpg detections: %s' % sorted(found))
+    dog = next(d[2] for d in result['dog'] if d[0] == 'dog')
+    expect(dog[0] < 200 and dog[1] > 150 and dog[2] < 420 and dog[3] > 450, 'dog box %s' % dog)
+    return result
+
+
+def movenet(models, data_dir):
+    result = {}
+    image = picture(data_dir, 'person')
+    w, h = image.size
+    names = models.labels('movenet-lightning')
+    for name in ('movenet-lightning', 'movenet-thunder'):
+        kp = models.run(name, preprocess(image, models.entries[name]))['Identity:0'][0, 0]
+        result[name] = [[names[i], round(float(y * h), 1), round(float(x * w), 1), round(float(s), 3)]
+                        for i, (y, x, s) in enumerate(kp)]
+        expect(kp.shape == (17, 3), 'keypoints shape %s' % (kp.shape,))
+        expect(float(np.mean(kp[:, 2])) > 0.3, '%s: mean keypoint score %.2f' % (name, np.mean(kp[:, 2])))
+        # The person stands in the right part of person.jpg (x between ~180 and ~300 of 640).
+        xs = kp[kp[:, 2] > 0.3, 1] * w
+        expect(xs.size >= 10 and xs.min() > 150 and xs.max() < 330, '%s: keypoint x %s' % (name, xs))
+    people = models.run('movenet-multipose', preprocess(image, models.entries['movenet-multipose']))['output_0'][0]
+    result['movenet-multipose'] = [
+        {'score': round(float(p[55]), 3),
+         'box_yxyx': [round(float(p[51] * h), 1), round(float(p[52] * w), 1),
+                      round(float(p[53] * h), 1), round(float(p[54] * w), 1)]}
+        for p in people if p[55] > 0.2]
+    expect(len(result['movenet-multipose']) >= 1, 'multipose found nobody')
+    return result
+
+
+def selfie(models, data_dir):
+    name = 'selfie-segmentation'
+    image = picture(data_dir, 'person')
+    mask = models.run(name, preprocess(image, models.entries[name]))['activation_10:0'][0, :, :, 0] > 0.5
+    # The person's box in person.jpg (640x424), in mask cells.
+    sx, sy = mask.shape[1] / image.size[0], mask.shape[0] / image.size[1]
+    box = mask[round(95 * sy):round(385 * sy), round(180 * sx):round(290 * sx)]
+    result = {'person_fraction': round(float(mask.mean()), 4),
+              'share_inside_person_box': round(float(box.sum() / max(1, mask.sum())), 4),
+              'person_box_covered': round(float(box.mean()), 4)}
+    expect(0.02 < result['person_fraction'] < 0.2 and result['share_inside_person_box'] > 0.9
+           and result['person_box_covered'] > 0.3, 'person.jpg mask %s' % result)
+    return {'person': result}
+
+
+def palm_anchors(entry):
+    """MediaPipe SSD anchors of the palm detector (fixed size 1, so only centres)."""
+    size = entry['input_shape'][1]
+    strides = entry['anchor_strides']
+    centres, layer = [], 0
+    while layer < len(strides):
+        last = layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            last += 1
+        grid = -(-size // strides[layer])
+        for y in range(grid):
+            for x in range(grid):
+                centres += [((x + 0.5) / grid, (y + 0.5) / grid)] * (2 * (last - layer))
+        layer = last
+    return np.array(centres, np.float32)
+
+
+def palm_decode(outs, entry, anchors, score_threshold=0.5, iou_threshold=0.3):
+    """Palm boxes (cx, cy, w, h) and 7 keypoints (x, y), normalised to the input; best first.
+    Plain NMS here, where MediaPipe averages overlapping boxes (weighted NMS)."""
+    size = entry['input_shape'][1]
+    raw, logits = outs['Identity'][0], outs['Identity_1'][0, :, 0]
+    scores = sigmoid(np.clip(logits, -100, 100))
+    found = []
+    for i in np.nonzero(scores >= score_threshold)[0]:
+        cx, cy = raw[i, 0] / size + anchors[i, 0], raw[i, 1] / size + anchors[i, 1]
+        w, h = raw[i, 2] / size, raw[i, 3] / size
+        keypoints = raw[i, 4:].reshape(7, 2) / size + anchors[i]
+        found.append((float(scores[i]), (cx, cy, w, h), keypoints))
+    boxes = [(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2) for _, (cx, cy, w, h), _ in found]
+    keep = nms(boxes, np.array([f[0] for f in found]), iou_threshold) if found else []
+    return [found[k] for k in keep]
+
+
+def hands(models, data_dir):
+    """Palm detector, then hand landmarks, on a crop around the wrists in person.jpg."""
+    palm = models.entries['mediapipe-palm']
+    anchors = palm_anchors(palm)
+    expect(len(anchors) == 2016, '%d anchors' % len(anchors))
+    left, top, side = 189, 179, 100
+    crop = picture(data_dir, 'person').crop((left, top, left + side, top + side))
+    outs = models.run('mediapipe-palm', preprocess(crop, palm))
+    expect(outs['Identity'].shape == (1, 2016, 18) and outs['Identity_1'].shape == (1, 2016, 1),
+           'palm output shapes')
+    palms = palm_decode(outs, palm, anchors)
+    expect(palms, 'no palm in the crop %s' % [left, top, side])
+    result = {'crop_xywh': [left, top, side, side], 'palms': [
+        {'score': round(score, 3),
+         'box_cxcywh': [round(float(v), 1) for v in (left + cx * side, top + cy * side, w * side, h * side)],
+         'keypoints_xy': [[round(float(left + x * side), 1), round(float(top + y * side), 1)] for x, y in kp]}
+        for score, (cx, cy, w, h), kp in palms]}
+    # Hand landmarks on a square, unrotated crop 2.6 times the palm (MediaPipe also rotates it).
+    cx, cy = result['palms'][0]['box_cxcywh'][:2]
+    half = 1.3 * max(result['palms'][0]['box_cxcywh'][2:])
+    hand_box = [round(cx - half), round(cy - half), round(cx + half), round(cy + half)]
+    landmark = models.entries['mediapipe-hand-landmark']
+    outs = models.run('mediapipe-hand-landmark', preprocess(picture(data_dir, 'person').crop(hand_box), landmark))
+    shapes = {k: list(v.shape) for k, v in outs.items()}
+    expect(shapes == {'Identity': [1, 63], 'Identity_1': [1, 1], 'Identity_2': [1, 1], 'Identity_3': [1, 63]},
+           'hand landmark shapes %s' % shapes)
+    result['hand_landmark'] = {'crop_xyxy': hand_box,
+                               'presence': round(float(outs['Identity_1'][0, 0]), 4),
+                               'left_probability': round(float(outs['Identity_2'][0, 0]), 4)}
+    return result
+
+
+def action(models, data_dir):
+    name = 'i3d-kinetics-400'
+    entry = models.entries[name]
+    labels = models.labels(name)
+    outs = models.run(name, preprocess(picture(data_dir, 'horses'), entry))
+    probs = outs['probs'][0]
+    expect(outs['logits'].shape == (1, 400) and probs.shape == (400,), 'i3d output shapes')
+    expect(abs(float(probs.sum()) - 1.0) < 1e-3, 'probs sum to %s' % probs.sum())
+    top = np.argsort(-probs)[:5]
+    return {'horses_x16': [[labels[i], round(float(probs[i]), 4)] for i in top]}
+
+
+def real_input(models, name, data_dir):
+    return preprocess(picture(data_dir, 'person'), models.entries[name])
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--models', default=os.path.join(here, '..', '..', 'models'))
+    parser.add_argument('--data', default=os.path.join(here, '..', '..', 'tests', 'data'))
+    parser.add_argument('--json', help='write the reference results here')
+    args = parser.parse_args()
+    models = Models(args.models)
+    report, failed = {'runtimes': {}}, []
+    for name in models.entries:
+        try:
+            report['runtimes'][name] = check_runtimes(models, name, real_input(models, name, args.data))
+            print('ok   %-24s %s' % (name, report['runtimes'][name]))
+        except Failure as e:
+            failed.append('%s: %s' % (name, e))
+            print('FAIL %-24s %s' % (name, e))
+    for title, check in (('classification', classify), ('detection', detect), ('pose', movenet),
+                         ('segmentation', selfie), ('hands', hands), ('action', action)):
+        try:
+            report[title] = check(models, args.data)
+            print('ok   %s' % title)
+            for key, value in report[title].items():
+                print('       %s: %s' % (key, json.dumps(value)))
+        except Failure as e:
+            failed.append('%s: %s' % (title, e))
+            print('FAIL %s: %s' % (title, e))
+    if args.json:
+        del report['runtimes']  # timings and float noise: not a reference
+        with open(args.json, 'w') as f:
+            json.dump(report, f, indent=1)
+            f.write('\n')
+    if failed:
+        sys.exit('verify: %d failed:\n  %s' % (len(failed), '\n  '.join(failed)))
+    print('verify: all %d models ok' % len(models.entries))
+
+
+if __name__ == '__main__':
+    main()
