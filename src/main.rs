@@ -1,9 +1,12 @@
 //! visiond: a live multi-DNN video analyser controlled from a browser.
 
 mod app;
+mod engine;
 mod logging;
+mod media;
 mod pipeline;
 mod settings;
+mod vision;
 mod web;
 
 use clap::{Args, Parser, Subcommand};

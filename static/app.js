@@ -33,8 +33,10 @@ function controlValue(control) {
   return control.value;
 }
 
-// Shows a value on every control of its key, except the one the user is handling now.
-function showValue(key, value) {
+// Shows a value on every control of its key, except while the user is handling it or this
+// page's own writes of it are under way (their echoes would move it back and forth).
+function showValue(key, value, force = false) {
+  if (!force && (pending.has(key) || inFlight.has(key))) return;
   for (const control of $$(`[data-key="${key}"]`)) {
     if (control === document.activeElement && control.dataset.busy) continue;
     if (control.type === 'checkbox' && control.dataset.flag) {
@@ -49,16 +51,32 @@ function showValue(key, value) {
   }
 }
 
+// Writes go out one at a time per key, the latest value winning: a slider moved quickly
+// must not leave the file at whichever of its many requests happened to arrive last.
+const pending = new Map();
+const inFlight = new Set();
+
 async function write(control) {
   const key = control.dataset.key;
+  pending.set(key, controlValue(control));
+  if (inFlight.has(key)) return;
+  inFlight.add(key);
+  while (pending.has(key)) {
+    const value = pending.get(key);
+    pending.delete(key);
+    await put(key, value);
+  }
+  inFlight.delete(key);
+}
+
+async function put(key, value) {
   const response = await fetch(propertyUrl(key), {
     method: 'PUT',
     headers: { 'Content-Type': 'application/json', ...authHeaders() },
-    body: JSON.stringify(controlValue(control)),
+    body: JSON.stringify(value),
   });
   if (response.ok) {
     notice('');
-    showValue(key, await response.json());
     return;
   }
   const error = await response.json().catch(() => ({ error: response.statusText }));
@@ -66,7 +84,7 @@ async function write(control) {
   notice(`${key}: ${error.error}`);
   // Put the control back to what is really in force.
   const current = await fetch(propertyUrl(key), { headers: authHeaders() });
-  if (current.ok) showValue(key, await current.json());
+  if (current.ok) showValue(key, await current.json(), true);
 }
 
 function bindControls() {
