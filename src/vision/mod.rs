@@ -36,6 +36,27 @@ pub const DRAW_ORDER: [&str; 6] = [
     "action",
 ];
 
+/// A model's `network` setting, resolved.
+pub enum Network<'a> {
+    /// A catalog name: its entry says everything about the file.
+    Catalog(&'a catalog::Entry, std::path::PathBuf),
+    /// A path to an ONNX file the user brought; the task applies its conventions
+    /// (jetson-inference's for its models) and the section's labels/input_layer/output_layer.
+    File(std::path::PathBuf),
+}
+
+/// Resolves a `network` setting: a catalog name, else a path to an existing ONNX file.
+pub fn resolve<'a>(network: &str, catalog: &'a Catalog) -> anyhow::Result<Network<'a>> {
+    if let Some(entry) = catalog.get(network) {
+        return Ok(Network::Catalog(entry, catalog.path_of(entry)));
+    }
+    let path = std::path::PathBuf::from(network);
+    if path.is_file() {
+        return Ok(Network::File(path));
+    }
+    anyhow::bail!("{network:?} is neither a catalog model (see `visiond models`) nor an ONNX file")
+}
+
 /// Builds the task of `section` for the network its settings name.
 pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     debug_assert!(MODEL_SECTIONS.contains(&section));
