@@ -3,6 +3,7 @@
 
 use crate::pipeline::{self, status::Shared};
 use crate::settings::{self, Store};
+use crate::vision::catalog::Catalog;
 use crate::{logging, web};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -27,9 +28,14 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
     let log_level = logging::init(&store.settings().log.level);
     tracing::info!(config = %config.display(), "visiond {} starting", env!("CARGO_PKG_VERSION"));
 
+    let catalog = Catalog::locate().map_err(|e| format!("{e:#}"));
+    match &catalog {
+        Ok(catalog) => tracing::info!(models = %catalog.dir.display(), "model catalog"),
+        Err(e) => tracing::error!("model catalog: {e}"),
+    }
     let shared = Arc::new(Shared::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = pipeline::spawn(store.clone(), shared.clone(), stop.clone())?;
+    let pipeline = pipeline::spawn(store.clone(), catalog.clone(), shared.clone(), stop.clone())?;
     let _watcher = settings::watch::spawn(store.clone())
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", config.display()))?;
 
@@ -38,7 +44,7 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
         .build()?;
     runtime.block_on(async {
         follow_log_level(&store, log_level);
-        let ctx = web::Context::new(store.clone(), shared.clone())?;
+        let ctx = web::Context::new(store.clone(), shared.clone(), catalog.ok())?;
         let addr = store.settings().server.listen.parse()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(web::serve(ctx, addr, async {

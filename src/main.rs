@@ -1,7 +1,9 @@
 //! visiond: a live multi-DNN video analyser controlled from a browser.
 
 mod app;
+mod bench;
 mod engine;
+mod infer;
 mod logging;
 mod media;
 mod pipeline;
@@ -28,7 +30,7 @@ struct Cli {
         global = true
     )]
     config: PathBuf,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Overrides (this run only)")]
     overrides: Overrides,
     #[command(subcommand)]
     command: Option<Command>,
@@ -38,22 +40,22 @@ struct Cli {
 #[derive(Args)]
 struct Overrides {
     /// Port of the page, REST and signaling (all interfaces).
-    #[arg(long)]
+    #[arg(long, global = true)]
     port: Option<u16>,
     /// Input URI: webrtc | test | images:<dir or glob> | file:<path> | v4l2:/dev/videoN | rtsp://...
-    #[arg(long)]
+    #[arg(long, global = true)]
     input: Option<String>,
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", global = true)]
     classification: Option<String>,
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", global = true)]
     detection: Option<String>,
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", global = true)]
     segmentation: Option<String>,
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", global = true)]
     pose: Option<String>,
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", global = true)]
     action: Option<String>,
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", global = true)]
     background: Option<String>,
 }
 
@@ -63,6 +65,33 @@ enum Command {
     CheckConfig {
         /// The file to check (default: --config).
         path: Option<PathBuf>,
+    },
+    /// Benchmark every catalog model on each engine and the whole pipeline; prints a table.
+    Bench {
+        /// Inference threads (the same for every engine).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timed runs per measurement (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// The picture the pipeline measurement uses.
+        #[arg(long, default_value = "tests/data/person.jpg")]
+        picture: PathBuf,
+    },
+    /// List the model catalog: name, task, file, and whether the file is present.
+    Models,
+    /// Run the enabled models on still pictures (JPEG/PNG): annotated copies to --out, and
+    /// with --json one JSON object per picture on stdout, shaped like /api/v1/results.
+    Infer {
+        /// Pictures to analyse.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Folder for the annotated pictures.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the results as JSON, one line per picture.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -100,6 +129,23 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { path }) => {
             return check_config(path.as_ref().unwrap_or(&cli.config))
         }
+        Some(Command::Models) => infer::list_models(),
+        Some(Command::Bench {
+            threads,
+            iterations,
+            picture,
+        }) => bench::run(&bench::Options {
+            threads: *threads,
+            iterations: *iterations,
+            picture: picture.clone(),
+        }),
+        Some(Command::Infer { images, out, json }) => infer::run(&infer::Request {
+            config: &cli.config,
+            overrides: &cli.overrides.to_settings(),
+            images,
+            out: out.as_deref(),
+            json: *json,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

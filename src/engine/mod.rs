@@ -2,6 +2,7 @@
 //! Jetson its TensorRT and CUDA execution providers) and tract (pure Rust, always built, the
 //! fallback). Model-specific pre- and post-processing live with each task in `vision/`.
 
+pub mod onnxruntime;
 pub mod tract;
 
 use std::path::Path;
@@ -61,5 +62,71 @@ pub trait Engine: Send {
     fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>>;
 }
 
-/// Loads `file` for `input` with the backend `backend` names ("tract", "onnxruntime").
+/// Loads a model file for a task's input with the chosen backend.
 pub type Loader = dyn Fn(&Path, &ModelInput) -> anyhow::Result<Box<dyn Engine>> + Send + Sync;
+
+/// The backend in use and why, for `/api/v1/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Choice {
+    pub backend: &'static str,
+    pub reason: String,
+    pub threads: usize,
+}
+
+/// Picks the backend `[engine]` asks for, falling back to tract (always built) when it
+/// cannot run here, and says why.
+pub fn choose(settings: &crate::settings::typed::Engine) -> (std::sync::Arc<Loader>, Choice) {
+    let threads = match settings.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n as usize,
+    };
+    let onnxruntime =
+        || onnxruntime::runtime(&settings.onnxruntime_lib).map(|p| p.display().to_string());
+    let (backend, reason) = match settings.backend.as_str() {
+        "tract" => ("tract", "chosen in [engine] backend".to_owned()),
+        "auto" => match onnxruntime() {
+            Ok(path) => ("onnxruntime", format!("auto: the fastest present ({path})")),
+            Err(e) => ("tract", format!("auto: {e}")),
+        },
+        requested => {
+            let why = match requested {
+                "onnxruntime" => None,
+                _ => Some(format!("{requested} is not built into this binary")),
+            };
+            match (why, onnxruntime()) {
+                (None, Ok(path)) => (
+                    "onnxruntime",
+                    format!("chosen in [engine] backend ({path})"),
+                ),
+                (Some(why), Ok(path)) => {
+                    ("onnxruntime", format!("{why}; using onnxruntime ({path})"))
+                }
+                (why, Err(e)) => (
+                    "tract",
+                    format!("{}; using tract", why.unwrap_or_else(|| e.to_string())),
+                ),
+            }
+        }
+    };
+    let library = settings.onnxruntime_lib.clone();
+    let loader: std::sync::Arc<Loader> = match backend {
+        "onnxruntime" => std::sync::Arc::new(move |path: &Path, input: &ModelInput| {
+            Ok(Box::new(onnxruntime::OrtEngine::load(
+                path, input, threads, &library,
+            )?) as Box<dyn Engine>)
+        }),
+        _ => std::sync::Arc::new(move |path: &Path, input: &ModelInput| {
+            Ok(Box::new(tract::TractEngine::load(path, input, threads)?) as Box<dyn Engine>)
+        }),
+    };
+    (
+        loader,
+        Choice {
+            backend,
+            reason,
+            threads,
+        },
+    )
+}

@@ -4,16 +4,18 @@
 use super::{DType, Engine, ModelInput, Tensor, TensorData};
 use anyhow::Context;
 use std::path::Path;
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
 pub struct TractEngine {
     plan: std::sync::Arc<TypedRunnableModel>,
+    executor: Executor,
     /// Model output index for each output the task asked for, in its order.
     order: Vec<usize>,
 }
 
 impl TractEngine {
-    pub fn load(path: &Path, input: &ModelInput) -> anyhow::Result<TractEngine> {
+    pub fn load(path: &Path, input: &ModelInput, threads: usize) -> anyhow::Result<TractEngine> {
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
@@ -49,7 +51,15 @@ impl TractEngine {
             .with_context(|| {
                 format!("cannot plan {} for input {:?}", path.display(), input.shape)
             })?;
-        Ok(TractEngine { plan, order })
+        let executor = match threads {
+            0 | 1 => Executor::SingleThread,
+            n => Executor::multithread(n),
+        };
+        Ok(TractEngine {
+            plan,
+            executor,
+            order,
+        })
     }
 }
 
@@ -97,10 +107,9 @@ impl Engine for TractEngine {
                 tract_ndarray::ArrayD::from_shape_vec(input.shape.clone(), v.clone())?.into_tvalue()
             }
         };
-        let outputs = self
-            .plan
-            .run(tvec![value])
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let outputs =
+            multithread_tract_scope(self.executor.clone(), || self.plan.run(tvec![value]))
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         self.order
             .iter()
             .map(|&i| {
@@ -140,7 +149,7 @@ mod tests {
             dtype: DType::F32,
             outputs: vec!["reg_32".into(), "cls_8".into()],
         };
-        let mut engine = TractEngine::load(&dir.join("nanodet.onnx"), &input).unwrap();
+        let mut engine = TractEngine::load(&dir.join("nanodet.onnx"), &input, 1).unwrap();
         let outputs = engine
             .run(&Tensor::f32(vec![1, 3, 416, 416], vec![0.0; 3 * 416 * 416]))
             .unwrap();

@@ -60,8 +60,51 @@ impl Frame {
         .with_context(|| format!("cannot write picture {}", path.display()))
     }
 
+    /// The frame turned as `[input] flip` says: none | horizontal | vertical | rotate-180.
+    pub fn flipped(mut self, flip: &str) -> Frame {
+        let (width, height) = (self.width as usize, self.height as usize);
+        let row = width * 3;
+        if matches!(flip, "horizontal" | "rotate-180") {
+            for line in self.rgb.chunks_exact_mut(row) {
+                for x in 0..width / 2 {
+                    let (a, b) = (x * 3, (width - 1 - x) * 3);
+                    for c in 0..3 {
+                        line.swap(a + c, b + c);
+                    }
+                }
+            }
+        }
+        if matches!(flip, "vertical" | "rotate-180") {
+            for y in 0..height / 2 {
+                let (top, bottom) = self.rgb.split_at_mut((height - 1 - y) * row);
+                top[y * row..(y + 1) * row].swap_with_slice(&mut bottom[..row]);
+            }
+        }
+        self
+    }
+
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
         let i = (y as usize * self.width as usize + x as usize) * 3;
         [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbered(width: u32, height: u32) -> Frame {
+        let rgb = (0..width * height).flat_map(|i| [i as u8, 0, 0]).collect();
+        Frame::from_rgb(width, height, rgb).unwrap()
+    }
+
+    #[test]
+    fn flips_move_pixels_where_they_belong() {
+        let frame = numbered(3, 2); // 0 1 2 / 3 4 5
+        assert_eq!(frame.clone().flipped("horizontal").pixel(0, 0)[0], 2);
+        assert_eq!(frame.clone().flipped("vertical").pixel(0, 0)[0], 3);
+        let turned = frame.clone().flipped("rotate-180");
+        assert_eq!((turned.pixel(0, 0)[0], turned.pixel(2, 1)[0]), (5, 0));
+        assert_eq!(frame.clone().flipped("none"), frame);
     }
 }

@@ -1,5 +1,9 @@
-//! Pictures and video: the frame type, and (as they land) sources and codecs.
+//! Pictures and video: the frame type, the latest-frame slot, and the sources.
 
 pub mod frame;
+pub mod images;
+pub mod slot;
+pub mod source;
+pub mod test_pattern;
 
 pub use frame::Frame;

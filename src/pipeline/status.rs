@@ -1,16 +1,18 @@
 //! What the pipeline reports: per-model state and timings, frame rate, input state, and the
 //! latest results. Written by the pipeline thread, read by the web side; neither waits long.
 
+use crate::media::Frame;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelState {
     #[default]
     Disabled,
+    Loading,
     Ready,
     Error,
 }
@@ -46,6 +48,8 @@ pub struct InputStatus {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RuntimeStatus {
+    /// The inference backend in use and why (set once the first model loads).
+    pub engine: Option<crate::engine::Choice>,
     pub models: BTreeMap<String, ModelStatus>,
     pub pipeline: PipelineStatus,
     pub input: InputStatus,
@@ -56,6 +60,7 @@ pub struct RuntimeStatus {
 pub struct Shared {
     status: RwLock<RuntimeStatus>,
     results: RwLock<Json>,
+    frame: RwLock<Option<Arc<Frame>>>,
 }
 
 impl Shared {
@@ -75,5 +80,18 @@ impl Shared {
 
     pub fn update_status(&self, update: impl FnOnce(&mut RuntimeStatus)) {
         update(&mut self.status.write().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn set_results(&self, results: Json) {
+        *self.results.write().unwrap_or_else(|p| p.into_inner()) = results;
+    }
+
+    /// The latest annotated frame.
+    pub fn frame(&self) -> Option<Arc<Frame>> {
+        self.frame.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_frame(&self, frame: Arc<Frame>) {
+        *self.frame.write().unwrap_or_else(|p| p.into_inner()) = Some(frame);
     }
 }

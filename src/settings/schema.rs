@@ -297,7 +297,7 @@ fn build_schema() -> Vec<Key> {
         key("log", "level", Kind::Choice(&["error", "warn", "info", "debug", "trace"]), json!("info"), "error | warn | info | debug | trace; RUST_LOG overrides"),
         key(e, "backend", Kind::Choice(&["auto", "onnxruntime", "tract", "cuda"]), json!("auto"), "auto | onnxruntime | tract | cuda (auto: the fastest present)"),
         key(e, "threads", Kind::Int { min: 0, max: 256 }, json!(0), "inference threads; 0: one per core"),
-        key(e, "onnxruntime_lib", Kind::Text, json!(""), "path to libonnxruntime.so; empty: the packaged one, then the system's"),
+        restart_key(e, "onnxruntime_lib", Kind::Text, json!(""), "path to libonnxruntime.so; empty: the packaged one, then the system's"),
         key(o, "codec", Kind::Choice(&["h264"]), json!("h264"), "video codec of the WHEP output"),
         key(o, "bitrate", Kind::Int { min: 100_000, max: 50_000_000 }, json!(4_000_000), "bits per second (100000..50000000)"),
     ];

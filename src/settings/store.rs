@@ -308,7 +308,22 @@ impl Store {
     }
 }
 
-fn with_overrides(file_values: &Values, overrides: &[(usize, Json)]) -> Values {
+/// Checks command-line overrides against the schema.
+pub fn resolve_overrides(overrides: &[(&str, &str, Json)]) -> Result<Vec<(usize, Json)>, String> {
+    overrides
+        .iter()
+        .map(|(section, name, value)| {
+            let index = Values::index(section, name)
+                .ok_or_else(|| format!("unknown setting {section}.{name}"))?;
+            let value = SCHEMA[index]
+                .check(value)
+                .map_err(|e| format!("--{section}: {e}"))?;
+            Ok((index, value))
+        })
+        .collect()
+}
+
+pub fn with_overrides(file_values: &Values, overrides: &[(usize, Json)]) -> Values {
     let mut values = file_values.clone();
     for (index, value) in overrides {
         values.set(*index, value.clone());

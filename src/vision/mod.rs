@@ -17,6 +17,11 @@ pub trait Task: Send {
     fn draw(&self, frame: &mut Frame, settings: &Settings);
     /// The last result, in the shape `/api/v1/results` gives for this task.
     fn result(&self) -> Json;
+    /// Frames it must see before it has a result (a clip for action recognition); a still
+    /// picture is shown this many times.
+    fn frames_needed(&self, _settings: &Settings) -> usize {
+        1
+    }
 }
 
 /// What building a task needs besides its settings.

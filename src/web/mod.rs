@@ -11,6 +11,7 @@ mod status;
 use crate::pipeline::status::Shared;
 use crate::settings::schema::MODEL_SECTIONS;
 use crate::settings::Store;
+use crate::vision::catalog::Catalog;
 use error::ApiError;
 use serde_json::Value as Json;
 use std::future::Future;
@@ -25,14 +26,20 @@ use warp::Filter;
 pub struct Context {
     pub store: Arc<Store>,
     pub shared: Arc<Shared>,
+    pub catalog: Option<Catalog>,
     pub page: page::Page,
 }
 
 impl Context {
-    pub fn new(store: Arc<Store>, shared: Arc<Shared>) -> anyhow::Result<Arc<Context>> {
+    pub fn new(
+        store: Arc<Store>,
+        shared: Arc<Shared>,
+        catalog: Option<Catalog>,
+    ) -> anyhow::Result<Arc<Context>> {
         Ok(Arc::new(Context {
             store,
             shared,
+            catalog,
             page: page::Page::new()?,
         }))
     }
@@ -117,6 +124,16 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(read.clone())
         .map(|ctx: Arc<Context>| warp::reply::json(&ctx.shared.results()).into_response());
+    let snapshot = api()
+        .and(warp::path!("snapshot.jpg"))
+        .and(warp::get())
+        .and(read.clone())
+        .map(|ctx: Arc<Context>| reply(snapshot(&ctx)));
+    let models = api()
+        .and(warp::path!("models"))
+        .and(warp::get())
+        .and(read.clone())
+        .map(|ctx: Arc<Context>| warp::reply::json(&models(&ctx)).into_response());
     let events = api()
         .and(warp::path!("events"))
         .and(warp::get())
@@ -138,31 +155,29 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(|name: String| page::asset(&name));
 
-    config_get
-        .or(config_patch)
-        .unify()
-        .or(property_get)
-        .unify()
-        .or(property_put)
-        .unify()
-        .or(status)
-        .unify()
-        .or(results)
-        .unify()
-        .or(events)
-        .unify()
-        .or(openapi)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(index)
-        .unify()
-        .or(assets)
-        .unify()
-        .or(alias_get)
-        .unify()
-        .or(alias_put)
-        .unify()
+    // Each route boxed, then chained: warp's nested `or` types grow with every route and
+    // make compile times explode otherwise.
+    let routes: Vec<BoxedFilter<(Response,)>> = vec![
+        config_get.boxed(),
+        config_patch.boxed(),
+        property_get.boxed(),
+        property_put.boxed(),
+        status.boxed(),
+        results.boxed(),
+        events.boxed(),
+        snapshot.boxed(),
+        models.boxed(),
+        openapi.boxed(),
+        metrics.boxed(),
+        index.boxed(),
+        assets.boxed(),
+        alias_get.boxed(),
+        alias_put.boxed(),
+    ];
+    routes
+        .into_iter()
+        .reduce(|all, route| all.or(route).unify().boxed())
+        .expect("routes")
         .recover(error::recover)
         .unify()
         .with(warp::log::custom(|info| {
@@ -170,6 +185,39 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         }))
         .map(Reply::into_response)
         .boxed()
+}
+
+/// The model catalog, each entry with whether its file is here.
+fn models(ctx: &Context) -> Json {
+    let Some(catalog) = &ctx.catalog else {
+        return Json::Array(Vec::new());
+    };
+    let entries = catalog.entries.iter().map(|entry| {
+        serde_json::json!({
+            "name": entry.name, "task": entry.task, "file": entry.file,
+            "present": catalog.path_of(entry).is_file(), "license": entry.license,
+            "input_shape": entry.input_shape, "sha256": entry.sha256,
+        })
+    });
+    Json::Array(entries.collect())
+}
+
+/// The latest annotated frame as a JPEG, for a quick look without WebRTC.
+fn snapshot(ctx: &Context) -> Result<Response, ApiError> {
+    let frame = ctx
+        .shared
+        .frame()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no frame yet"))?;
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode(
+            &frame.rgb,
+            frame.width,
+            frame.height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(warp::reply::with_header(jpeg, "content-type", "image/jpeg").into_response())
 }
 
 fn reply<T: Reply>(result: Result<T, ApiError>) -> Response {

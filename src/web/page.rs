@@ -131,6 +131,36 @@ fn card<'a>(
     })
 }
 
+/// The catalog models that can serve a section, as a select (a custom path stays a choice).
+fn network_choices(card: &mut Json, section: &str, current: &Json, ctx: &Context) {
+    let tasks: &[&str] = match section {
+        "pose" => &["pose", "hand-pose"],
+        "background" | "segmentation" => &["segmentation"],
+        "classification" => &["classification"],
+        "detection" => &["detection"],
+        _ => &["action"],
+    };
+    let mut names = ctx
+        .catalog
+        .as_ref()
+        .map(|c| c.names_for(tasks))
+        .unwrap_or_default();
+    if let Some(current) = current.as_str().filter(|c| !names.iter().any(|n| n == c)) {
+        names.push(current.to_owned());
+    }
+    let Some(control) = card["controls"]
+        .as_array_mut()
+        .and_then(|c| c.iter_mut().find(|c| c["label"] == "network"))
+    else {
+        return;
+    };
+    control["partial"] = json!("select");
+    control["options"] = names
+        .iter()
+        .map(|n| json!({"value": n, "selected": current == n}))
+        .collect();
+}
+
 /// The controls for one key: flags get a checkbox each, everything else one control.
 fn controls(key: &Key, value: &Json) -> Vec<Json> {
     match &key.kind {

@@ -9,6 +9,7 @@ pub fn status(ctx: &Context) -> Json {
         "version": env!("CARGO_PKG_VERSION"),
         "config": ctx.store.status(),
         "auth_required": !ctx.store.settings().server.auth_token.is_empty(),
+        "engine": runtime.engine,
         "models": runtime.models,
         "pipeline": runtime.pipeline,
         "input": runtime.input,

@@ -1,0 +1,251 @@
+//! `visiond bench`: prints, never asserts. Per model, the median milliseconds a frame for
+//! visiond's onnxruntime engine, its tract engine and onnxruntime's own Python API on the same
+//! file and thread count; then the whole pipeline's frame rate at 1280x720 with every default
+//! model on, next to the sum of the models' own times (the rest is the pipeline's overhead).
+
+use crate::engine::{
+    onnxruntime::OrtEngine, tract::TractEngine, DType, Engine, ModelInput, Tensor, TensorData,
+};
+use crate::media::{images, Frame};
+use crate::settings::values::Values;
+use crate::vision::{self, catalog::Catalog};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+pub struct Options {
+    pub threads: usize,
+    pub iterations: usize,
+    pub picture: std::path::PathBuf,
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let catalog = Catalog::locate()?;
+    println!(
+        "threads {}, {} runs a model (median), models in {}\n",
+        options.threads,
+        options.iterations,
+        catalog.dir.display()
+    );
+    println!("| model | onnxruntime (visiond) ms | tract (visiond) ms | onnxruntime (Python) ms | visiond ort / Python | tract / ort |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut engine_ms = std::collections::HashMap::new();
+    for entry in &catalog.entries {
+        let path = catalog.path_of(entry);
+        let input = model_input(entry);
+        let tensor = random_input(&input);
+        let ort = OrtEngine::load(&path, &input, options.threads, "")
+            .map(|e| median_ms(Box::new(e), &tensor, options.iterations));
+        let tract = TractEngine::load(&path, &input, options.threads)
+            .map(|e| median_ms(Box::new(e), &tensor, options.iterations));
+        let python = python_median_ms(&path, &input, options.threads, options.iterations);
+        let cell = |r: &anyhow::Result<f64>| {
+            r.as_ref()
+                .map(|ms| format!("{ms:.1}"))
+                .unwrap_or_else(|e| format!("n/a ({e})"))
+        };
+        let ratio = |a: &anyhow::Result<f64>, b: &anyhow::Result<f64>| match (a, b) {
+            (Ok(a), Ok(b)) => format!("{:.2}x", a / b),
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            entry.name,
+            cell(&ort),
+            cell(&tract),
+            cell(&python),
+            ratio(&ort, &python),
+            ratio(&tract, &ort)
+        );
+        engine_ms.insert(entry.name.clone(), (ort.ok(), tract.ok()));
+    }
+    pipeline_rate(&catalog, options, &engine_ms)
+}
+
+/// Milliseconds of the engine alone for each catalog model: (onnxruntime, tract).
+type EngineTimes = std::collections::HashMap<String, (Option<f64>, Option<f64>)>;
+
+fn model_input(entry: &vision::catalog::Entry) -> ModelInput {
+    let mut shape = entry.input_shape.clone();
+    if entry.layout == "ncthw" && shape.get(2) == Some(&0) {
+        shape[2] = 16;
+    }
+    let dtype = if entry.dtype == "i32" {
+        DType::I32
+    } else {
+        DType::F32
+    };
+    ModelInput {
+        name: entry.input.clone(),
+        shape,
+        dtype,
+        outputs: entry.outputs.clone(),
+    }
+}
+
+/// A fixed pseudo-random input of the right shape (pixel-like values).
+fn random_input(input: &ModelInput) -> Tensor {
+    let count: usize = input.shape.iter().product();
+    let mut seed = 0x2545_f491_u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed % 256
+    };
+    let data = match input.dtype {
+        DType::I32 => TensorData::I32((0..count).map(|_| next() as i32).collect()),
+        DType::F32 => TensorData::F32((0..count).map(|_| next() as f32 / 127.5 - 1.0).collect()),
+    };
+    Tensor {
+        shape: input.shape.clone(),
+        data,
+    }
+}
+
+fn median_ms(mut engine: Box<dyn Engine>, input: &Tensor, iterations: usize) -> f64 {
+    let _ = engine.run(input); // first run: allocations and lazy setup
+    let mut times: Vec<f64> = (0..iterations)
+        .map(|_| {
+            let start = Instant::now();
+            let _ = engine.run(input);
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    median(&mut times)
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+const PYTHON: &str = r#"
+import sys, time, numpy as np, onnxruntime as ort
+path, name, shape, dtype, threads, iterations = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3].split(',')], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+options = ort.SessionOptions(); options.intra_op_num_threads = threads
+session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+name = name or session.get_inputs()[0].name
+x = (np.random.RandomState(0).rand(*shape) * 255).astype(np.int32 if dtype == 'i32' else np.float32)
+session.run(None, {name: x})
+times = []
+for _ in range(iterations):
+    start = time.perf_counter(); session.run(None, {name: x}); times.append((time.perf_counter() - start) * 1000)
+print(sorted(times)[len(times) // 2])
+"#;
+
+/// The same model through onnxruntime's Python API (`python3` with onnxruntime installed).
+fn python_median_ms(
+    path: &Path,
+    input: &ModelInput,
+    threads: usize,
+    iterations: usize,
+) -> anyhow::Result<f64> {
+    let shape: Vec<String> = input.shape.iter().map(|d| d.to_string()).collect();
+    let dtype = if input.dtype == DType::I32 {
+        "i32"
+    } else {
+        "f32"
+    };
+    let output =
+        Command::new(std::env::var("VISIOND_BENCH_PYTHON").unwrap_or_else(|_| "python3".into()))
+            .args(["-c", PYTHON])
+            .arg(path)
+            .arg(&input.name)
+            .arg(shape.join(","))
+            .arg(dtype)
+            .arg(threads.to_string())
+            .arg(iterations.to_string())
+            .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "python3 with onnxruntime: {}",
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+    );
+    Ok(String::from_utf8(output.stdout)?.trim().parse()?)
+}
+
+/// Every default model on one 1280x720 frame, as the pipeline runs them.
+fn pipeline_rate(
+    catalog: &Catalog,
+    options: &Options,
+    engine_ms: &EngineTimes,
+) -> anyhow::Result<()> {
+    let mut values = Values::defaults();
+    for section in crate::settings::schema::MODEL_SECTIONS {
+        values.set(
+            Values::index(section, "enabled").expect("every model has enabled"),
+            json!(true),
+        );
+    }
+    values.set(
+        Values::index("engine", "threads").expect("engine.threads"),
+        json!(options.threads),
+    );
+    let settings = values.to_settings();
+    let (loader, choice) = crate::engine::choose(&settings.engine);
+    let ctx = vision::Context {
+        catalog,
+        loader: loader.as_ref(),
+    };
+    let mut tasks = Vec::new();
+    for section in vision::DRAW_ORDER {
+        match vision::build(section, &settings, &ctx) {
+            Ok(task) => tasks.push((section, task)),
+            Err(e) => println!("\n{section}: not benchmarked: {e:#}"),
+        }
+    }
+    let frame = images::fit(&Frame::load(&options.picture)?, 1280, 720);
+    let mut model_ms = vec![Vec::new(); tasks.len()];
+    let mut frame_ms = Vec::new();
+    for _ in 0..options.iterations + 1 {
+        let start = Instant::now();
+        let mut annotated = frame.clone();
+        for (i, (_, task)) in tasks.iter_mut().enumerate() {
+            let model_start = Instant::now();
+            task.process(&annotated, &settings)?;
+            model_ms[i].push(model_start.elapsed().as_secs_f64() * 1000.0);
+        }
+        for (_, task) in &tasks {
+            task.draw(&mut annotated, &settings);
+        }
+        frame_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let frame_median = median(&mut frame_ms[1..].to_vec());
+    let tasks_sum: f64 = model_ms
+        .iter_mut()
+        .map(|t| median(&mut t[1..].to_vec()))
+        .sum();
+    // The engine's own time for each task's network, as measured in the table above.
+    let engines_sum: f64 = tasks
+        .iter()
+        .filter_map(|(section, _)| {
+            let network = &settings.model(section)?.network;
+            let (ort, tract) = engine_ms.get(network)?;
+            if choice.backend == "onnxruntime" {
+                *ort
+            } else {
+                *tract
+            }
+        })
+        .sum();
+    println!(
+        "\nWhole pipeline at 1280x720, {} ({} threads), models: {}",
+        choice.backend,
+        options.threads,
+        tasks.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(", ")
+    );
+    println!("| frame ms | FPS | sum of single-model engine ms | tasks' ms (with pre/post-processing) | pipeline overhead ms | overhead share |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let overhead = frame_median - engines_sum;
+    println!(
+        "| {frame_median:.1} | {:.1} | {engines_sum:.1} | {tasks_sum:.1} | {overhead:.1} | {:.1}% |",
+        1000.0 / frame_median,
+        100.0 * overhead / frame_median
+    );
+    Ok(())
+}

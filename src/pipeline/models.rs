@@ -1,0 +1,241 @@
+//! The pipeline's models: which task each section runs, loading new ones off the pipeline
+//! thread when a section's network (or the engine) changes, while frames keep flowing.
+
+use super::status::{ModelState, ModelStatus, Shared};
+use crate::engine::{self, Loader};
+use crate::settings::schema::MODEL_SECTIONS;
+use crate::settings::typed::Engine as EngineSettings;
+use crate::settings::Settings;
+use crate::vision::{self, catalog::Catalog, Task};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a loaded task depends on: a change in any of these loads it anew.
+#[derive(Debug, Clone, PartialEq)]
+struct Recipe {
+    model: crate::settings::typed::Model,
+    engine: EngineSettings,
+}
+
+impl Recipe {
+    fn of(settings: &Settings, section: &str) -> Option<Recipe> {
+        let model = settings.model(section)?;
+        model.enabled.then(|| Recipe {
+            model: model.clone(),
+            engine: settings.engine.clone(),
+        })
+    }
+}
+
+struct Request {
+    section: &'static str,
+    recipe: Recipe,
+    settings: Arc<Settings>,
+}
+
+struct Loaded {
+    section: &'static str,
+    recipe: Recipe,
+    task: anyhow::Result<Box<dyn Task>>,
+}
+
+/// One section's task and what it was built from.
+struct Slot {
+    section: &'static str,
+    task: Option<(Recipe, Box<dyn Task>)>,
+    /// The recipe last asked for (loaded, loading or failed): asked again only on change.
+    wanted: Option<Recipe>,
+    status: ModelStatus,
+}
+
+pub struct Models {
+    slots: Vec<Slot>,
+    requests: mpsc::Sender<Request>,
+    loaded: mpsc::Receiver<Loaded>,
+}
+
+impl Models {
+    /// Starts the loader thread; `catalog` is where catalog names are looked up.
+    pub fn new(catalog: Result<Catalog, String>, shared: Arc<Shared>) -> Models {
+        let (requests, inbox) = mpsc::channel::<Request>();
+        let (outbox, loaded) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("model-loader".into())
+            .spawn(move || load_forever(&catalog, &inbox, &outbox, &shared))
+            .expect("spawn model loader thread");
+        let slots = MODEL_SECTIONS
+            .iter()
+            .map(|&section| Slot {
+                section,
+                task: None,
+                wanted: None,
+                status: ModelStatus::default(),
+            })
+            .collect();
+        Models {
+            slots,
+            requests,
+            loaded,
+        }
+    }
+
+    /// Between frames: installs finished loads and asks for what the settings now want.
+    pub fn update(&mut self, settings: &Arc<Settings>) {
+        while let Ok(loaded) = self.loaded.try_recv() {
+            let Some(slot) = self.slots.iter_mut().find(|s| s.section == loaded.section) else {
+                continue;
+            };
+            if slot.wanted.as_ref() != Some(&loaded.recipe) {
+                continue; // settings moved on while it loaded
+            }
+            match loaded.task {
+                Ok(task) => {
+                    slot.task = Some((loaded.recipe, task));
+                    slot.status.state = ModelState::Ready;
+                    slot.status.error = None;
+                    slot.status.avg_ms = 0.0;
+                    tracing::info!(section = slot.section, network = %slot.status.network, "model ready");
+                }
+                Err(e) => {
+                    slot.task = None;
+                    slot.status.state = ModelState::Error;
+                    slot.status.error = Some(format!("{e:#}"));
+                    tracing::error!(section = slot.section, "model failed to load: {e:#}");
+                }
+            }
+        }
+        for slot in &mut self.slots {
+            let recipe = Recipe::of(settings, slot.section);
+            slot.status.network = settings
+                .model(slot.section)
+                .map(|m| m.network.clone())
+                .unwrap_or_default();
+            if recipe == slot.wanted {
+                continue;
+            }
+            slot.wanted = recipe.clone();
+            match recipe {
+                None => {
+                    slot.task = None;
+                    slot.status = ModelStatus {
+                        network: slot.status.network.clone(),
+                        ..ModelStatus::default()
+                    };
+                }
+                Some(recipe) => {
+                    // The old task (if any) keeps running until the new one is ready.
+                    if slot.task.is_none() {
+                        slot.status.state = ModelState::Loading;
+                        slot.status.error = None;
+                    }
+                    let _ = self.requests.send(Request {
+                        section: slot.section,
+                        recipe,
+                        settings: settings.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs every ready task on `frame`, timing each.
+    pub fn process(&mut self, frame: &crate::media::Frame, settings: &Settings) {
+        for slot in &mut self.slots {
+            let Some((_, task)) = slot.task.as_mut() else {
+                continue;
+            };
+            let started = Instant::now();
+            match task.process(frame, settings) {
+                Ok(()) => {
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let status = &mut slot.status;
+                    status.avg_ms = if status.avg_ms == 0.0 {
+                        ms
+                    } else {
+                        status.avg_ms * 0.9 + ms * 0.1
+                    };
+                    status.last_ms = ms;
+                    if status.state == ModelState::Error {
+                        status.error = None;
+                    }
+                    status.state = ModelState::Ready;
+                }
+                Err(e) => {
+                    slot.status.state = ModelState::Error;
+                    slot.status.error = Some(format!("{e:#}"));
+                }
+            }
+        }
+    }
+
+    /// Draws every task's last result, in `vision::DRAW_ORDER`.
+    pub fn draw(&self, frame: &mut crate::media::Frame, settings: &Settings) {
+        for section in vision::DRAW_ORDER {
+            if let Some(Some((_, task))) = self
+                .slots
+                .iter()
+                .find(|s| s.section == section)
+                .map(|s| s.task.as_ref())
+            {
+                task.draw(frame, settings);
+            }
+        }
+    }
+
+    pub fn results(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                s.task
+                    .as_ref()
+                    .map(|(_, task)| (s.section.to_owned(), task.result()))
+            })
+            .collect()
+    }
+
+    pub fn statuses(&self) -> impl Iterator<Item = (&'static str, &ModelStatus)> {
+        self.slots.iter().map(|s| (s.section, &s.status))
+    }
+}
+
+/// The loader thread: builds tasks one at a time, choosing the engine backend as `[engine]`
+/// says (and reporting the choice), so no load ever stalls the pipeline.
+fn load_forever(
+    catalog: &Result<Catalog, String>,
+    inbox: &mpsc::Receiver<Request>,
+    outbox: &mpsc::Sender<Loaded>,
+    shared: &Shared,
+) {
+    let mut engine: Option<(EngineSettings, Arc<Loader>)> = None;
+    while let Ok(request) = inbox.recv() {
+        if engine.as_ref().map(|(s, _)| s) != Some(&request.recipe.engine) {
+            let (loader, choice) = engine::choose(&request.recipe.engine);
+            tracing::info!(backend = choice.backend, reason = %choice.reason, "inference engine");
+            shared.update_status(|status| status.engine = Some(choice));
+            engine = Some((request.recipe.engine.clone(), loader));
+        }
+        let loader = &engine.as_ref().expect("set above").1;
+        let task = match catalog {
+            Ok(catalog) => vision::build(
+                request.section,
+                &request.settings,
+                &vision::Context {
+                    catalog,
+                    loader: loader.as_ref(),
+                },
+            ),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        };
+        if outbox
+            .send(Loaded {
+                section: request.section,
+                recipe: request.recipe,
+                task,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
