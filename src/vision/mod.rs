@@ -2,6 +2,8 @@
 //! and drawing; the engine only runs tensors.
 
 pub mod catalog;
+pub mod overlay;
+pub mod preprocess;
 
 use crate::engine::Loader;
 use crate::media::Frame;
