@@ -2,12 +2,19 @@
 //! and drawing; the engine only runs tensors.
 
 pub mod catalog;
+pub mod classification;
+pub mod overlay;
+pub mod preprocess;
+#[cfg(test)]
+mod testing;
 
-use crate::engine::Loader;
+use crate::engine::{Engine, Loader, ModelInput};
 use crate::media::Frame;
-use crate::settings::{schema::MODEL_SECTIONS, Settings};
+use crate::settings::{schema::MODEL_SECTIONS, typed::Model, Settings};
 use catalog::Catalog;
+use preprocess::InputSpec;
 use serde_json::Value as Json;
+use std::path::Path;
 
 /// One model task, driven by the pipeline thread frame after frame.
 pub trait Task: Send {
@@ -28,6 +35,26 @@ pub trait Task: Send {
 pub struct Context<'a> {
     pub catalog: &'a Catalog,
     pub loader: &'a Loader,
+}
+
+impl Context<'_> {
+    /// Loads the picture model at `path`, fed tensors of `input` at tensor `name`, giving
+    /// `outputs` (empty: all, in the file's order).
+    pub fn load_picture_model(
+        &self,
+        path: &Path,
+        input: &InputSpec,
+        name: String,
+        outputs: Vec<String>,
+    ) -> anyhow::Result<Box<dyn Engine>> {
+        let model_input = ModelInput {
+            name,
+            shape: input.shape(),
+            dtype: input.dtype,
+            outputs,
+        };
+        (self.loader)(path, &model_input)
+    }
 }
 
 /// The order tasks draw in: background replacement first (it repaints pixels), then the
@@ -62,9 +89,86 @@ pub fn resolve<'a>(network: &str, catalog: &'a Catalog) -> anyhow::Result<Networ
     anyhow::bail!("{network:?} is neither a catalog model (see `visiond models`) nor an ONNX file")
 }
 
+impl Network<'_> {
+    /// The labels: the section's `labels` file when set, else the catalog entry's (a custom
+    /// file without a labels file has none: its classes show as numbers).
+    pub fn labels(&self, model: &Model, catalog: &Catalog) -> anyhow::Result<Vec<String>> {
+        match self {
+            _ if !model.labels.is_empty() => catalog::read_labels(Path::new(&model.labels)),
+            Network::Catalog(entry, _) => catalog.labels(entry),
+            Network::File(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The input and output tensor names of a custom file: the section's `input_layer` and
+/// `output_layer` (comma-separated) where set, else the convention's `input`, `outputs`.
+pub fn custom_layers(model: &Model, input: &str, outputs: &[&str]) -> (String, Vec<String>) {
+    let input = match model.input_layer.trim() {
+        "" => input.to_owned(),
+        name => name.to_owned(),
+    };
+    let named: Vec<String> = model
+        .output_layer
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let outputs = if named.is_empty() {
+        outputs.iter().map(|&name| name.to_owned()).collect()
+    } else {
+        named
+    };
+    (input, outputs)
+}
+
+/// Label `id` of `labels`, or its number where the labels run short.
+pub fn label_of(labels: &[String], id: usize) -> std::borrow::Cow<'_, str> {
+    match labels.get(id) {
+        Some(label) => label.into(),
+        None => format!("class {id}").into(),
+    }
+}
+
+/// A score for the results JSON: 4 decimals, not f32 noise like 0.30500000715.
+pub fn score_json(score: f32) -> Json {
+    Json::from((f64::from(score) * 1e4).round() / 1e4)
+}
+
 /// Builds the task of `section` for the network its settings name.
 pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     debug_assert!(MODEL_SECTIONS.contains(&section));
-    let _ = (settings, ctx);
-    anyhow::bail!("the {section} task is not built yet")
+    match section {
+        "classification" => classification::build(settings, ctx),
+        _ => anyhow::bail!("the {section} task is not built yet"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_tasks_of_model_sections() {
+        let env = testing::Env::new();
+        let mut settings = env.settings.clone();
+        for section in ["classification"] {
+            let task = build(section, &settings, &env.context()).unwrap();
+            assert!(
+                !task.result().is_object(),
+                "{section}: no result before a frame"
+            );
+        }
+        let error = build("pose", &settings, &env.context()).err().unwrap();
+        assert!(error.to_string().contains("pose"), "{error}");
+        settings.classification.model.network = "no-such-model".into();
+        let error = build("classification", &settings, &env.context())
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("neither a catalog model"),
+            "{error}"
+        );
+    }
 }

@@ -1,0 +1,63 @@
+//! What the tasks' tests share: the shipped catalog, tract as the loader, default settings,
+//! the darknet pictures and their reference results, and a place for annotated pictures.
+
+use super::catalog::Catalog;
+use super::Context;
+use crate::engine::tract::TractEngine;
+use crate::engine::{Engine, ModelInput};
+use crate::media::Frame;
+use crate::settings::{values::Values, Settings};
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+
+pub struct Env {
+    pub catalog: Catalog,
+    pub settings: Settings,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        Env {
+            catalog: Catalog::open(&models).unwrap(),
+            settings: Values::defaults().to_settings(),
+        }
+    }
+
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            catalog: &self.catalog,
+            loader: &tract_loader,
+        }
+    }
+}
+
+fn tract_loader(path: &Path, input: &ModelInput) -> anyhow::Result<Box<dyn Engine>> {
+    Ok(Box::new(TractEngine::load(path, input)?))
+}
+
+/// A file of tests/data, as a path string (the form settings take).
+pub fn data(name: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/").to_owned() + name
+}
+
+/// A darknet picture of tests/data by name ("dog").
+pub fn picture(name: &str) -> Frame {
+    Frame::load(Path::new(&data(&format!("{name}.jpg")))).unwrap()
+}
+
+/// tests/data/model-reference.json: what the Python reference decoders found.
+pub fn reference() -> Json {
+    let text = std::fs::read_to_string(data("model-reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Saves `frame` as `$CARGO_TARGET_DIR/annotated/<name>` (or target/annotated), for eyes.
+pub fn save_annotated(frame: &Frame, name: &str) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("annotated");
+    std::fs::create_dir_all(&dir).unwrap();
+    frame.save(&dir.join(name)).unwrap();
+}
