@@ -3,10 +3,12 @@
 
 pub mod catalog;
 pub mod classification;
+pub mod detection;
 pub mod overlay;
 pub mod preprocess;
 #[cfg(test)]
 mod testing;
+mod tracker;
 
 use crate::engine::{Engine, Loader, ModelInput};
 use crate::media::Frame;
@@ -136,6 +138,7 @@ pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Resul
     debug_assert!(MODEL_SECTIONS.contains(&section));
     match section {
         "classification" => classification::build(settings, ctx),
+        "detection" => detection::build(settings, ctx),
         _ => anyhow::bail!("the {section} task is not built yet"),
     }
 }
@@ -148,7 +151,7 @@ mod tests {
     fn builds_the_tasks_of_model_sections() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
-        for section in ["classification"] {
+        for section in ["classification", "detection"] {
             let task = build(section, &settings, &env.context()).unwrap();
             assert!(
                 !task.result().is_object(),
@@ -157,10 +160,8 @@ mod tests {
         }
         let error = build("pose", &settings, &env.context()).err().unwrap();
         assert!(error.to_string().contains("pose"), "{error}");
-        settings.classification.model.network = "no-such-model".into();
-        let error = build("classification", &settings, &env.context())
-            .err()
-            .unwrap();
+        settings.detection.model.network = "no-such-model".into();
+        let error = build("detection", &settings, &env.context()).err().unwrap();
         assert!(
             error.to_string().contains("neither a catalog model"),
             "{error}"
