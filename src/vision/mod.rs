@@ -148,6 +148,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn custom_layers_default_to_the_convention() {
+        let mut model = testing::Env::new().settings.detection.model;
+        let (input, outputs) = custom_layers(&model, "input_0", &["scores", "boxes"]);
+        assert_eq!(
+            (input.as_str(), outputs),
+            ("input_0", vec!["scores".into(), "boxes".into()])
+        );
+        model.input_layer = " data ".into();
+        model.output_layer = "conf, loc,".into();
+        let (input, outputs) = custom_layers(&model, "input_0", &["scores", "boxes"]);
+        assert_eq!(
+            (input.as_str(), outputs),
+            ("data", vec!["conf".into(), "loc".into()])
+        );
+        assert_eq!(label_of(&["a".into()], 0), "a");
+        assert_eq!(label_of(&["a".into()], 3), "class 3");
+        assert_eq!(score_json(0.305), serde_json::json!(0.305));
+    }
+
+    #[test]
     fn builds_the_tasks_of_model_sections() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
