@@ -100,9 +100,11 @@ impl Task for Classifier {
         let settings = &settings.classification;
         self.smooth(&probabilities, settings.output_smoothing);
         self.shown = self
-            .top(1)
-            .first()
+            .probabilities
+            .iter()
             .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
             .filter(|&(_, p)| p >= settings.confidence_threshold);
         Ok(())
     }

@@ -3,10 +3,12 @@
 
 pub mod catalog;
 pub mod classification;
+pub mod detection;
 pub mod overlay;
 pub mod preprocess;
 #[cfg(test)]
 mod testing;
+mod tracker;
 
 use crate::engine::{Engine, Loader, ModelInput};
 use crate::media::Frame;
@@ -141,6 +143,7 @@ pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Resul
     debug_assert!(MODEL_SECTIONS.contains(&section));
     match section {
         "classification" => classification::build(settings, ctx),
+        "detection" => detection::build(settings, ctx),
         _ => anyhow::bail!("the {section} task is not built yet"),
     }
 }
@@ -150,10 +153,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn custom_layers_default_to_the_convention() {
+        let mut model = testing::Env::new().settings.detection.model;
+        let (input, outputs) = custom_layers(&model, "input_0", &["scores", "boxes"]);
+        assert_eq!(
+            (input.as_str(), outputs),
+            ("input_0", vec!["scores".into(), "boxes".into()])
+        );
+        model.input_layer = " data ".into();
+        model.output_layer = "conf, loc,".into();
+        let (input, outputs) = custom_layers(&model, "input_0", &["scores", "boxes"]);
+        assert_eq!(
+            (input.as_str(), outputs),
+            ("data", vec!["conf".into(), "loc".into()])
+        );
+        assert_eq!(label_of(&["a".into()], 0), "a");
+        assert_eq!(label_of(&["a".into()], 3), "class 3");
+        assert_eq!(score_json(0.305), serde_json::json!(0.305));
+    }
+
+    #[test]
     fn builds_the_tasks_of_model_sections() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
-        for section in ["classification"] {
+        for section in ["classification", "detection"] {
             let task = build(section, &settings, &env.context()).unwrap();
             assert!(
                 !task.result().is_object(),
@@ -162,10 +185,8 @@ mod tests {
         }
         let error = build("pose", &settings, &env.context()).err().unwrap();
         assert!(error.to_string().contains("pose"), "{error}");
-        settings.classification.model.network = "no-such-model".into();
-        let error = build("classification", &settings, &env.context())
-            .err()
-            .unwrap();
+        settings.detection.model.network = "no-such-model".into();
+        let error = build("detection", &settings, &env.context()).err().unwrap();
         assert!(
             error.to_string().contains("neither a catalog model"),
             "{error}"
