@@ -30,8 +30,15 @@ fn infer(config: &str, args: &[&str], picture: &str) -> Json {
         .arg(data(picture))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(out.path().join(picture).is_file(), "the annotated picture is written");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        out.path().join(picture).is_file(),
+        "the annotated picture is written"
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -43,37 +50,91 @@ fn iou(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn numbers(value: &Json) -> Vec<f64> {
-    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
 }
 
 #[test]
 fn the_eagle_is_an_eagle() {
     // Its best class scores 0.31: below the default threshold of 0.5, which hides it.
     let config = "[classification]\nconfidence_threshold = 0.2\n";
-    let result = infer(config, &["--classification", "efficientnet-lite0"], "eagle.jpg");
+    let result = infer(
+        config,
+        &["--classification", "efficientnet-lite0"],
+        "eagle.jpg",
+    );
     let label = result["classification"]["label"].as_str().unwrap();
-    assert!(label == "bald eagle" || label.starts_with("kite"), "{label}");
-    let expected = reference()["classification"]["eagle"][0][2].as_f64().unwrap();
+    assert!(
+        label == "bald eagle" || label.starts_with("kite"),
+        "{label}"
+    );
+    let expected = reference()["classification"]["eagle"][0][2]
+        .as_f64()
+        .unwrap();
     let confidence = result["classification"]["confidence"].as_f64().unwrap();
-    assert!((confidence - expected).abs() < 0.05, "{confidence} vs {expected}");
+    assert!(
+        (confidence - expected).abs() < 0.05,
+        "{confidence} vs {expected}"
+    );
 }
 
-
-
+#[test]
+fn the_dog_picture_has_a_dog_a_bicycle_and_a_vehicle_where_they_are() {
+    // The dog scores 0.47: below the default threshold of 0.5.
+    let result = infer(
+        "[detection]\nconfidence_threshold = 0.3\n",
+        &["--detection", "nanodet"],
+        "dog.jpg",
+    );
+    let boxes = result["detection"].as_array().unwrap();
+    for wanted in ["dog", "bicycle", "car|truck"] {
+        let expected = reference()["detection"]["dog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| wanted.split('|').any(|w| d[0] == w))
+            .map(|d| numbers(&d[2]))
+            .unwrap();
+        let found = boxes
+            .iter()
+            .filter(|b| wanted.split('|').any(|w| b["label"] == w))
+            .map(|b| iou(&numbers(&b["box"]), &expected))
+            .fold(0.0, f64::max);
+        assert!(found > 0.7, "{wanted}: best IoU {found} in {boxes:?}");
+    }
+}
 
 #[test]
 fn the_catalog_lists_every_shipped_model_as_present() {
-    let output = Command::new(env!("CARGO_BIN_EXE_visiond")).arg("models").output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_visiond"))
+        .arg("models")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    for name in ["efficientnet-lite0", "nanodet", "movenet-lightning", "selfie-segmentation", "i3d-kinetics-400"] {
-        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+    for name in [
+        "efficientnet-lite0",
+        "nanodet",
+        "movenet-lightning",
+        "selfie-segmentation",
+        "i3d-kinetics-400",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
         assert!(line.ends_with("yes"), "{line}");
     }
 }
 
 fn frames(server: &Server) -> u64 {
-    server.get_json("/api/v1/status")["pipeline"]["frames"].as_u64().unwrap()
+    server.get_json("/api/v1/status")["pipeline"]["frames"]
+        .as_u64()
+        .unwrap()
 }
 
 /// Waits until the status satisfies `check`, or fails after `limit`.
@@ -86,27 +147,55 @@ fn the_pipeline_runs_the_models_on_the_sample_pictures() {
     let pictures = data("");
     let server = Server::start_with(
         |t| t.replace("fps = 30 ", "fps = 5 "),
-        &["--input", &format!("images:{pictures}"), "--classification", "efficientnet-lite0"],
+        &[
+            "--input",
+            &format!("images:{pictures}"),
+            "--detection",
+            "nanodet",
+            "--classification",
+            "efficientnet-lite0",
+        ],
     );
     let status = wait_status(&server, Duration::from_secs(60), |s| {
-        s["models"]["classification"]["state"] == "ready" && s["pipeline"]["frames"].as_u64() > Some(3)
+        s["models"]["detection"]["state"] == "ready"
+            && s["models"]["classification"]["state"] == "ready"
+            && s["pipeline"]["frames"].as_u64() > Some(3)
     });
     assert_eq!(status["input"]["state"], json!("playing"));
-    assert!(status["models"]["classification"]["avg_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        status["models"]["classification"]["avg_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     let results = server.get_json("/api/v1/results");
     assert!(results["frame"].as_u64().unwrap() > 0);
-    assert_eq!((results["width"].clone(), results["height"].clone()), (json!(1280), json!(720)));
-    assert!(results.get("classification").is_some(), "{results}");
+    assert_eq!(
+        (results["width"].clone(), results["height"].clone()),
+        (json!(1280), json!(720))
+    );
+    assert!(
+        results["detection"].is_array() && results.get("classification").is_some(),
+        "{results}"
+    );
     let (code, _) = server.get("/api/v1/snapshot.jpg");
     assert_eq!(code, 200);
     let metrics = server.get("/metrics").1;
-    assert!(metrics.contains("visiond_model_ready{model=\"classification\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("visiond_model_ready{model=\"classification\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
 fn a_missing_or_broken_model_errs_alone_and_a_switch_keeps_frames_flowing() {
-    let server = Server::start_with(|t| t, &["--input", "test", "--classification", "efficientnet-lite0"]);
-    wait_status(&server, Duration::from_secs(60), |s| s["models"]["classification"]["state"] == "ready");
+    let server = Server::start_with(
+        |t| t,
+        &["--input", "test", "--classification", "efficientnet-lite0"],
+    );
+    wait_status(&server, Duration::from_secs(60), |s| {
+        s["models"]["classification"]["state"] == "ready"
+    });
     let broken = server.dir.path().join("broken.onnx");
     std::fs::write(&broken, b"this is not an ONNX file").unwrap();
     let mut stalls = 0;
@@ -115,7 +204,15 @@ fn a_missing_or_broken_model_errs_alone_and_a_switch_keeps_frames_flowing() {
         ("/nonexistent/model.onnx".to_owned(), "error"),
         ("efficientnet-lite0".to_owned(), "ready"),
     ] {
-        assert_eq!(server.put("/api/v1/config/classification/network", &format!("{network:?}")).0, 200);
+        assert_eq!(
+            server
+                .put(
+                    "/api/v1/config/classification/network",
+                    &format!("{network:?}")
+                )
+                .0,
+            200
+        );
         let start = Instant::now();
         let mut seen = frames(&server);
         loop {
@@ -127,13 +224,25 @@ fn a_missing_or_broken_model_errs_alone_and_a_switch_keeps_frames_flowing() {
             let model = &status["models"]["classification"];
             if model["network"] == network.as_str() && model["state"] == state {
                 if state == "error" {
-                    assert!(model["error"].as_str().unwrap().contains(&network), "{model}");
+                    assert!(
+                        model["error"].as_str().unwrap().contains(&network),
+                        "{model}"
+                    );
                 }
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "{network}: {model}");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{network}: {model}"
+            );
         }
     }
-    assert!(stalls <= 2, "frames stalled {stalls} times during the switches");
-    assert_eq!(server.get_json("/api/v1/status")["input"]["state"], json!("playing"));
+    assert!(
+        stalls <= 2,
+        "frames stalled {stalls} times during the switches"
+    );
+    assert_eq!(
+        server.get_json("/api/v1/status")["input"]["state"],
+        json!("playing")
+    );
 }
