@@ -29,6 +29,9 @@ pub fn spawn(
         .name("pipeline".into())
         .spawn(move || {
             let mut pipeline = Pipeline::new(catalog, shared);
+            // Every model's state is known before the first frame arrives (or never does).
+            pipeline.models.update(&store.settings());
+            pipeline.report(0);
             while !stop.load(Ordering::Relaxed) {
                 pipeline.step(&store.settings());
             }
