@@ -159,7 +159,7 @@ mod tests {
             outputs: vec!["nope".into()],
             ..input
         };
-        let error = TractEngine::load(&dir.join("nanodet.onnx"), &wrong)
+        let error = TractEngine::load(&dir.join("nanodet.onnx"), &wrong, 1)
             .err()
             .unwrap()
             .to_string();

@@ -33,7 +33,7 @@ impl Env {
 }
 
 fn tract_loader(path: &Path, input: &ModelInput) -> anyhow::Result<Box<dyn Engine>> {
-    Ok(Box::new(TractEngine::load(path, input)?))
+    Ok(Box::new(TractEngine::load(path, input, 1)?))
 }
 
 /// A file of tests/data, as a path string (the form settings take).
