@@ -4,8 +4,12 @@
 pub mod catalog;
 pub mod classification;
 pub mod detection;
+mod jetson;
+mod keypoints;
+mod mask;
 pub mod overlay;
 pub mod preprocess;
+mod scores;
 #[cfg(test)]
 mod testing;
 mod tracker;
