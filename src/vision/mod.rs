@@ -4,15 +4,18 @@
 pub mod catalog;
 pub mod classification;
 pub mod detection;
+mod hands;
 mod jetson;
 mod keypoints;
 mod mask;
 pub mod overlay;
+pub mod pose;
 pub mod preprocess;
 mod scores;
 #[cfg(test)]
 mod testing;
 mod tracker;
+mod trt_pose;
 
 use crate::engine::{Engine, Loader, ModelInput};
 use crate::media::Frame;
@@ -143,7 +146,8 @@ pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Resul
     match section {
         "classification" => classification::build(settings, ctx),
         "detection" => detection::build(settings, ctx),
-        _ => anyhow::bail!("the {section} task is not built yet"),
+        "pose" => pose::build(settings, ctx),
+        _ => anyhow::bail!("{section:?} is not a model section"),
     }
 }
 
@@ -175,15 +179,13 @@ mod tests {
     fn builds_the_tasks_of_model_sections() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
-        for section in ["classification", "detection"] {
+        for section in ["classification", "detection", "pose"] {
             let task = build(section, &settings, &env.context()).unwrap();
             assert!(
                 !task.result().is_object(),
                 "{section}: no result before a frame"
             );
         }
-        let error = build("pose", &settings, &env.context()).err().unwrap();
-        assert!(error.to_string().contains("pose"), "{error}");
         settings.detection.model.network = "no-such-model".into();
         let error = build("detection", &settings, &env.context()).err().unwrap();
         assert!(
