@@ -12,6 +12,7 @@ pub mod overlay;
 pub mod pose;
 pub mod preprocess;
 mod scores;
+pub mod segmentation;
 #[cfg(test)]
 mod testing;
 mod tracker;
@@ -146,6 +147,7 @@ pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Resul
     match section {
         "classification" => classification::build(settings, ctx),
         "detection" => detection::build(settings, ctx),
+        "segmentation" => segmentation::build(settings, ctx),
         "pose" => pose::build(settings, ctx),
         _ => anyhow::bail!("{section:?} is not a model section"),
     }
@@ -179,7 +181,7 @@ mod tests {
     fn builds_the_tasks_of_model_sections() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
-        for section in ["classification", "detection", "pose"] {
+        for section in ["classification", "detection", "pose", "segmentation"] {
             let task = build(section, &settings, &env.context()).unwrap();
             assert!(
                 !task.result().is_object(),
