@@ -1,6 +1,7 @@
 //! The six model tasks. Each owns its model(s) and does its own pre-processing, decoding
 //! and drawing; the engine only runs tensors.
 
+pub mod action;
 pub mod background;
 pub mod catalog;
 pub mod classification;
@@ -150,6 +151,7 @@ pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Resul
         "detection" => detection::build(settings, ctx),
         "segmentation" => segmentation::build(settings, ctx),
         "pose" => pose::build(settings, ctx),
+        "action" => action::build(settings, ctx),
         "background" => background::build(settings, ctx),
         _ => anyhow::bail!("{section:?} is not a model section"),
     }
@@ -183,7 +185,7 @@ mod tests {
     fn builds_the_tasks_of_model_sections() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
-        for section in ["classification", "detection", "pose", "segmentation", "background"] {
+        for section in MODEL_SECTIONS {
             let task = build(section, &settings, &env.context()).unwrap();
             assert!(
                 !task.result().is_object(),
