@@ -1,14 +1,24 @@
 //! The six model tasks. Each owns its model(s) and does its own pre-processing, decoding
 //! and drawing; the engine only runs tensors.
 
+pub mod action;
+pub mod background;
 pub mod catalog;
 pub mod classification;
 pub mod detection;
+mod hands;
+mod jetson;
+mod keypoints;
+mod mask;
 pub mod overlay;
+pub mod pose;
 pub mod preprocess;
+mod scores;
+pub mod segmentation;
 #[cfg(test)]
 mod testing;
 mod tracker;
+mod trt_pose;
 
 use crate::engine::{Engine, Loader, ModelInput};
 use crate::media::Frame;
@@ -144,7 +154,11 @@ pub fn build(section: &str, settings: &Settings, ctx: &Context) -> anyhow::Resul
     match section {
         "classification" => classification::build(settings, ctx),
         "detection" => detection::build(settings, ctx),
-        _ => anyhow::bail!("the {section} task is not built yet"),
+        "segmentation" => segmentation::build(settings, ctx),
+        "pose" => pose::build(settings, ctx),
+        "action" => action::build(settings, ctx),
+        "background" => background::build(settings, ctx),
+        _ => anyhow::bail!("{section:?} is not a model section"),
     }
 }
 
@@ -176,15 +190,13 @@ mod tests {
     fn builds_the_tasks_of_model_sections() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
-        for section in ["classification", "detection"] {
+        for section in MODEL_SECTIONS {
             let task = build(section, &settings, &env.context()).unwrap();
             assert!(
                 !task.result().is_object(),
                 "{section}: no result before a frame"
             );
         }
-        let error = build("pose", &settings, &env.context()).err().unwrap();
-        assert!(error.to_string().contains("pose"), "{error}");
         settings.detection.model.network = "no-such-model".into();
         let error = build("detection", &settings, &env.context()).err().unwrap();
         assert!(

@@ -1,0 +1,216 @@
+//! Low-resolution maps (a model's person mask or class colours, a blurred picture)
+//! stretched over the frame: bilinear ("linear") or nearest cell ("point"). Sampling
+//! positions are worked out once per frame axis and the grid is blended vertically once
+//! per frame row, so a pixel costs one blend of `N` values and nothing is allocated per
+//! pixel.
+
+use crate::engine::Tensor;
+use crate::media::Frame;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Filter {
+    Linear,
+    Point,
+}
+
+impl Filter {
+    /// The `filter_mode` setting: "point", else linear.
+    pub fn parse(text: &str) -> Filter {
+        match text {
+            "point" => Filter::Point,
+            _ => Filter::Linear,
+        }
+    }
+}
+
+/// `N` values per cell, row after row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid<const N: usize> {
+    pub width: usize,
+    pub height: usize,
+    pub cells: Vec<[f32; N]>,
+}
+
+/// Where one frame pixel samples along one grid axis: two cells and the second's weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tap {
+    low: usize,
+    high: usize,
+    weight: f32,
+}
+
+impl<const N: usize> Grid<N> {
+    /// Stretches the grid over `frame`: `paint(x, y, pixel, value)` for every pixel, with
+    /// the grid's value there.
+    pub fn paint(
+        &self,
+        frame: &mut Frame,
+        filter: Filter,
+        mut paint: impl FnMut(usize, usize, &mut [u8], [f32; N]),
+    ) {
+        let columns = taps(frame.width as usize, self.width, filter);
+        let rows = taps(frame.height as usize, self.height, filter);
+        // The grid blended between the two rows a frame row falls between.
+        let mut line = vec![[0.0; N]; self.width];
+        let mut blended: Option<Tap> = None;
+        let stride = frame.width as usize * 3;
+        for (y, (pixels, &row)) in frame.rgb.chunks_exact_mut(stride).zip(&rows).enumerate() {
+            if blended != Some(row) {
+                let (low, high) = (self.row(row.low), self.row(row.high));
+                for ((out, a), b) in line.iter_mut().zip(low).zip(high) {
+                    *out = mix(a, b, row.weight);
+                }
+                blended = Some(row);
+            }
+            for (x, (pixel, column)) in pixels.chunks_exact_mut(3).zip(&columns).enumerate() {
+                let value = mix(&line[column.low], &line[column.high], column.weight);
+                paint(x, y, pixel, value);
+            }
+        }
+    }
+
+    fn row(&self, row: usize) -> &[[f32; N]] {
+        &self.cells[row * self.width..(row + 1) * self.width]
+    }
+}
+
+/// A colour value (0..=255, as blends of pixels give) to a byte, rounded. Cheaper than
+/// `f32::round`, which is a library call on the per-pixel path.
+#[inline]
+pub fn to_byte(value: f32) -> u8 {
+    (value + 0.5) as u8
+}
+
+#[inline]
+fn mix<const N: usize>(a: &[f32; N], b: &[f32; N], t: f32) -> [f32; N] {
+    std::array::from_fn(|i| a[i] + (b[i] - a[i]) * t)
+}
+
+/// Pixel centres of a `frame`-long axis mapped onto `grid` cell centres.
+fn taps(frame: usize, grid: usize, filter: Filter) -> Vec<Tap> {
+    let scale = grid as f32 / frame.max(1) as f32;
+    let last = grid.saturating_sub(1);
+    (0..frame)
+        .map(|x| {
+            let centre = (x as f32 + 0.5) * scale;
+            match filter {
+                Filter::Point => {
+                    let cell = (centre as usize).min(last);
+                    Tap {
+                        low: cell,
+                        high: cell,
+                        weight: 0.0,
+                    }
+                }
+                Filter::Linear => {
+                    let position = (centre - 0.5).clamp(0.0, last as f32);
+                    let low = position as usize;
+                    Tap {
+                        low,
+                        high: (low + 1).min(last),
+                        weight: position - low as f32,
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// A person-probability output laid out [1,H,W,1] (MediaPipe selfie) or [1,1,H,W]
+/// (U2-Net) as a grid.
+pub fn probability_grid(output: &Tensor) -> anyhow::Result<Grid<1>> {
+    let (height, width) = match output.shape.as_slice() {
+        &[1, h, w, 1] | &[1, 1, h, w] => (h, w),
+        shape => anyhow::bail!("mask shape {shape:?} is not [1,H,W,1] or [1,1,H,W]"),
+    };
+    Ok(Grid {
+        width,
+        height,
+        cells: output.as_f32().iter().map(|&p| [p]).collect(),
+    })
+}
+
+/// The share of cells whose probability is above one half.
+pub fn share_above_half(grid: &Grid<1>) -> f32 {
+    let above = grid.cells.iter().filter(|c| c[0] > 0.5).count();
+    above as f32 / grid.cells.len().max(1) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_cells() -> Grid<1> {
+        Grid {
+            width: 2,
+            height: 1,
+            cells: vec![[0.0], [1.0]],
+        }
+    }
+
+    /// The grid painted over a frame `width` x `height`: its value at each pixel.
+    fn painted(grid: &Grid<1>, width: u32, height: u32, filter: Filter) -> Vec<Vec<f32>> {
+        let mut values = vec![vec![f32::NAN; width as usize]; height as usize];
+        let mut frame = Frame::new(width, height);
+        grid.paint(&mut frame, filter, |x, y, _, [v]| values[y][x] = v);
+        values
+    }
+
+    #[test]
+    fn linear_blends_between_cell_centres_and_clamps_at_the_edges() {
+        let values = painted(&two_cells(), 8, 2, Filter::Linear);
+        let row = &values[1];
+        // The cell centres fall at frame positions 2.0 and 6.0; outside them, flat.
+        assert_eq!(row[0], 0.0);
+        assert_eq!(row[1], 0.0);
+        assert!((row[2] - 0.125).abs() < 1e-6, "{row:?}");
+        assert!((row[4] - 0.625).abs() < 1e-6, "{row:?}");
+        assert_eq!(row[7], 1.0);
+        assert_eq!(values[0], values[1]);
+        // Down a column likewise: two rows of cells over four frame rows.
+        let column = Grid {
+            width: 1,
+            height: 2,
+            cells: vec![[0.0], [1.0]],
+        };
+        let values = painted(&column, 1, 4, Filter::Linear);
+        assert_eq!(values, [[0.0], [0.25], [0.75], [1.0]]);
+    }
+
+    #[test]
+    fn point_takes_the_nearest_cell() {
+        let values = painted(&two_cells(), 8, 1, Filter::Point);
+        assert_eq!(values[0], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn paint_hands_over_each_pixel() {
+        let mut frame = Frame::new(3, 2);
+        two_cells().paint(&mut frame, Filter::Point, |x, y, pixel, _| {
+            pixel[0] = (10 * y + x) as u8;
+        });
+        assert_eq!(frame.pixel(2, 1)[0], 12);
+        assert_eq!(frame.pixel(0, 1)[0], 10);
+    }
+
+    #[test]
+    fn bytes_round_to_nearest_and_saturate() {
+        assert_eq!(to_byte(0.49), 0);
+        assert_eq!(to_byte(0.5), 1);
+        assert_eq!(to_byte(254.6), 255);
+        assert_eq!(to_byte(255.0), 255);
+        assert_eq!(to_byte(-3.0), 0);
+    }
+
+    #[test]
+    fn probability_grids_from_both_layouts() {
+        let nhwc = Tensor::f32(vec![1, 2, 3, 1], vec![0.0, 0.6, 0.2, 0.9, 1.0, 0.1]);
+        let grid = probability_grid(&nhwc).unwrap();
+        assert_eq!((grid.width, grid.height), (3, 2));
+        assert_eq!(share_above_half(&grid), 0.5);
+        let nchw = Tensor::f32(vec![1, 1, 2, 3], vec![0.0; 6]);
+        assert_eq!(probability_grid(&nchw).unwrap().width, 3);
+        let wrong = Tensor::f32(vec![1, 2, 3], vec![0.0; 6]);
+        assert!(probability_grid(&wrong).is_err());
+    }
+}
