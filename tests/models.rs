@@ -108,6 +108,67 @@ fn the_dog_picture_has_a_dog_a_bicycle_and_a_vehicle_where_they_are() {
     }
 }
 
+/// The person in person.jpg, as NanoDet finds it: [x0, y0, x1, y1].
+fn person_box() -> Vec<f64> {
+    numbers(&reference()["detection"]["person"][0][2])
+}
+
+#[test]
+fn the_person_has_seventeen_keypoints_on_them() {
+    let result = infer(
+        "[pose]\nconfidence_threshold = 0.1\n",
+        &["--pose", "movenet-lightning"],
+        "person.jpg",
+    );
+    let keypoints = result["pose"][0]["keypoints"].as_array().unwrap();
+    assert_eq!(keypoints.len(), 17, "{keypoints:?}");
+    // On the person: inside their box with a tenth of its size to spare (the box is tight).
+    let b = person_box();
+    let (dx, dy) = ((b[2] - b[0]) / 10.0, (b[3] - b[1]) / 10.0);
+    for k in keypoints {
+        let (x, y) = (k["x"].as_f64().unwrap(), k["y"].as_f64().unwrap());
+        assert!(
+            (b[0] - dx..=b[2] + dx).contains(&x) && (b[1] - dy..=b[3] + dy).contains(&y),
+            "{k} is off the person {b:?}"
+        );
+    }
+    let names: Vec<&str> = keypoints
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"nose") && names.contains(&"right_ankle"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn the_person_mask_is_the_share_the_person_takes() {
+    let result = infer("", &["--segmentation", "selfie-segmentation"], "person.jpg");
+    let share = result["segmentation"]["classes"]["person"]
+        .as_f64()
+        .unwrap();
+    let expected = reference()["segmentation"]["person"]["person_fraction"]
+        .as_f64()
+        .unwrap();
+    assert!((share - expected).abs() < 0.01, "{share} vs {expected}");
+}
+
+#[test]
+fn a_still_clip_of_horses_is_an_action_with_horses() {
+    let result = infer("", &["--action", "i3d-kinetics-400"], "horses.jpg");
+    let label = result["action"]["label"].as_str().unwrap();
+    let reference = reference();
+    let top3: Vec<&str> = reference["action"]["horses_x16"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|a| a[0].as_str().unwrap())
+        .collect();
+    assert!(top3.contains(&label), "{label} not in {top3:?}");
+}
+
 #[test]
 fn the_catalog_lists_every_shipped_model_as_present() {
     let output = Command::new(env!("CARGO_BIN_EXE_visiond"))

@@ -185,7 +185,7 @@ mod tests {
         let mut tract = TractEngine::load(path, &input, 1).unwrap();
         let pixels = Tensor {
             shape: input.shape.clone(),
-            data: TensorData::I32((0..192 * 192 * 3).map(|i| (i * 7 % 256) as i32).collect()),
+            data: TensorData::I32((0..192 * 192 * 3).map(|i: i32| i * 7 % 256).collect()),
         };
         let (a, b) = (ort.run(&pixels).unwrap(), tract.run(&pixels).unwrap());
         assert_eq!(a[0].shape, vec![1, 1, 17, 3]);

@@ -151,6 +151,11 @@ impl Task for Action {
         Ok(())
     }
 
+    /// A still picture fills the whole window: one sample, then `skip_frames` skipped, T times.
+    fn frames_needed(&self, settings: &Settings) -> usize {
+        self.clip.frames * (settings.action.skip_frames as usize + 1)
+    }
+
     fn draw(&self, frame: &mut Frame, _settings: &Settings) {
         let Some((class, probability)) = self.shown() else {
             return;
@@ -264,6 +269,8 @@ mod tests {
         settings.action.skip_frames = 2;
         settings.action.confidence_threshold = 0.0;
         let mut task = build(&settings, &env.context()).unwrap();
+        // What `infer` shows a still picture is enough for a result.
+        assert_eq!(task.frames_needed(&settings), 48);
         // 16 samples take 1 + 15 * 3 = 46 frames.
         for _ in 0..45 {
             task.process(&solid([0, 0, 0]), &settings).unwrap();

@@ -3,12 +3,12 @@
 //! normalised as backgroundNet does) keeps the person and repaints the rest: black, a
 //! colour, the frame blurred, or a picture. The mask's probability gives soft edges.
 
-use super::jetson::{self, IMAGENET_MEAN, IMAGENET_STD};
+use super::jetson;
 use super::mask::{self, Filter, Grid};
-use super::preprocess::{resize, InputSpec, Layout};
+use super::preprocess::{resize, InputSpec};
 use super::scores::ramp;
 use super::{custom_layers, resolve, score_json, Context, Network, Task};
-use crate::engine::{DType, Engine};
+use crate::engine::Engine;
 use crate::media::Frame;
 use crate::settings::Settings;
 use anyhow::Context as _;
@@ -45,16 +45,7 @@ pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>
         // backgroundNet's U2-Net: input_0 [1,3,320,320] NCHW ImageNet, output_0 [1,1,320,320].
         Network::File(path) => {
             let (name, outputs) = custom_layers(model, "", &[]);
-            let shape = jetson::input_shape(&path, &name, &[1, 3, 320, 320])?;
-            let (width, height) = Layout::Nchw.size_of(&shape)?;
-            let input = InputSpec {
-                width,
-                height,
-                layout: Layout::Nchw,
-                dtype: DType::F32,
-                mean: IMAGENET_MEAN,
-                std: IMAGENET_STD,
-            };
+            let input = jetson::imagenet_input(&path, &name, &[1, 3, 320, 320])?;
             (path, input, name, outputs, true)
         }
     };

@@ -1,6 +1,7 @@
 //! Image classification: the whole frame through an ImageNet-style classifier, softmax,
 //! smoothed across frames, the best class captioned top-left like jetson-inference's imagenet.
 
+use super::jetson::{IMAGENET_MEAN, IMAGENET_STD};
 use super::preprocess::{InputSpec, Layout};
 use super::{custom_layers, label_of, overlay, resolve, score_json, Context, Network, Task};
 use crate::engine::{DType, Engine};
@@ -13,8 +14,6 @@ use serde_json::{json, Value as Json};
 const CUSTOM_INPUT: &str = "input_0";
 const CUSTOM_OUTPUT: &str = "output_0";
 const CUSTOM_SIZE: u32 = 224;
-const IMAGENET_MEAN: [f32; 3] = [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0];
-const IMAGENET_STD: [f32; 3] = [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0];
 
 pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     Ok(Box::new(Classifier::load(settings, ctx)?))
@@ -65,6 +64,8 @@ impl Classifier {
         })
     }
 
+    #[cfg(test)]
+    #[cfg(test)]
     /// The `k` most probable classes, best first, as (class, probability).
     pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
         let mut ranked: Vec<(usize, f32)> =
@@ -167,14 +168,7 @@ mod tests {
     use crate::vision::testing;
 
     #[test]
-    fn softmax_and_smoothing() {
-        let mut values = [1.0, 2.0, 3.0];
-        softmax(&mut values);
-        assert!((values.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!((values[2] - 0.665_241).abs() < 1e-5, "{values:?}");
-        let mut huge = [1000.0, 1000.0];
-        softmax(&mut huge);
-        assert_eq!(huge, [0.5, 0.5]);
+    fn imagenet_ids_are_left_out_of_labels() {
         assert_eq!(
             readable("n01440764 tench, Tinca tinca"),
             "tench, Tinca tinca"

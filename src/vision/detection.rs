@@ -88,6 +88,7 @@ impl Detector {
         })
     }
 
+    #[cfg(test)]
     pub fn detections(&self) -> &[Detection] {
         &self.detections
     }

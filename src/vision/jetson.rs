@@ -1,6 +1,8 @@
 //! jetson-inference's conventions for the ONNX files users bring (`Network::File`): the
 //! ImageNet normalisation, the input size the file declares, and files beside the model.
 
+use super::preprocess::{InputSpec, Layout};
+use crate::engine::DType;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use tract_onnx::pb;
@@ -11,6 +13,21 @@ use tract_onnx::prelude::Framework;
 /// models take (pixel / 255 - mean) / std.
 pub const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
 pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
+
+/// A user's NCHW picture model's input as jetson-inference feeds it: the size the file
+/// declares (`fallback` for open axes, see `input_shape`), ImageNet normalisation.
+pub fn imagenet_input(path: &Path, name: &str, fallback: &[usize]) -> anyhow::Result<InputSpec> {
+    let shape = input_shape(path, name, fallback)?;
+    let (width, height) = Layout::Nchw.size_of(&shape)?;
+    Ok(InputSpec {
+        width,
+        height,
+        layout: Layout::Nchw,
+        dtype: DType::F32,
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+    })
+}
 
 /// The shape of input `name` (empty: the first input) as the file declares it, with every
 /// axis the file leaves open taken from `fallback` (same rank), so the engine can plan for

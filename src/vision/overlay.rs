@@ -4,6 +4,7 @@
 use crate::media::Frame;
 use font8x8::UnicodeFonts;
 
+#[cfg(test)]
 /// Mixes `color` into one RGB `pixel` with opacity `alpha` (255: opaque).
 pub fn blend(pixel: &mut [u8], color: [u8; 3], alpha: u8) {
     Tint::new(color, alpha).apply(pixel);

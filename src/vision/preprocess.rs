@@ -217,6 +217,7 @@ impl InputSpec {
     }
 }
 
+#[cfg(test)]
 /// The input tensor of catalog model `entry` for `frame`: stretched to its size, normalised.
 pub fn tensor_for(frame: &Frame, entry: &Entry) -> anyhow::Result<Tensor> {
     Ok(InputSpec::of(entry)?.tensor(frame))

@@ -3,12 +3,12 @@
 //! segNet's convention. Drawn as class colours over the frame ("overlay") or alone
 //! ("mask"), the class map stretched bilinearly ("linear") or by nearest cell ("point").
 
-use super::jetson::{self, IMAGENET_MEAN, IMAGENET_STD};
+use super::jetson;
 use super::mask::{self, Filter, Grid};
-use super::preprocess::{InputSpec, Layout};
+use super::preprocess::InputSpec;
 use super::scores::argmax;
 use super::{catalog, custom_layers, overlay, resolve, score_json, Context, Network, Task};
-use crate::engine::{DType, Engine, Tensor};
+use crate::engine::{Engine, Tensor};
 use crate::media::Frame;
 use crate::settings::{typed::Model, Settings};
 use anyhow::Context as _;
@@ -50,16 +50,7 @@ pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>
 /// `labels` file), their colours in `colors.txt` beside that (or beside the model).
 fn fcn(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Segmentation> {
     let (name, outputs) = custom_layers(model, "", &[]);
-    let shape = jetson::input_shape(path, &name, &[1, 3, 320, 320])?;
-    let (width, height) = Layout::Nchw.size_of(&shape)?;
-    let input = InputSpec {
-        width,
-        height,
-        layout: Layout::Nchw,
-        dtype: DType::F32,
-        mean: IMAGENET_MEAN,
-        std: IMAGENET_STD,
-    };
+    let input = jetson::imagenet_input(path, &name, &[1, 3, 320, 320])?;
     let engine = ctx.load_picture_model(path, &input, name, outputs)?;
     let classes_file = match model.labels.trim() {
         "" => jetson::beside(path, "classes.txt"),

@@ -25,11 +25,11 @@
 //!    greedy is what OpenPose does and gives the same pairs unless people overlap;
 //! 4. grouping: every connected group of matched peaks is one person (or hand).
 
-use super::jetson::{self, IMAGENET_MEAN, IMAGENET_STD};
+use super::jetson;
 use super::keypoints::{Keypoint, Pose, Skeleton};
-use super::preprocess::{InputSpec, Layout};
+use super::preprocess::InputSpec;
 use super::{custom_layers, Context, Task};
-use crate::engine::{DType, Engine, Tensor};
+use crate::engine::{Engine, Tensor};
 use crate::media::Frame;
 use crate::settings::{typed::Model, Settings};
 use anyhow::Context as _;
@@ -163,16 +163,7 @@ pub struct TrtPose {
 
 pub fn build(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     let (name, outputs) = custom_layers(model, "", &["cmap", "paf"]);
-    let shape = jetson::input_shape(path, &name, &[1, 3, 224, 224])?;
-    let (width, height) = Layout::Nchw.size_of(&shape)?;
-    let input = InputSpec {
-        width,
-        height,
-        layout: Layout::Nchw,
-        dtype: DType::F32,
-        mean: IMAGENET_MEAN,
-        std: IMAGENET_STD,
-    };
+    let input = jetson::imagenet_input(path, &name, &[1, 3, 224, 224])?;
     let engine = ctx.load_picture_model(path, &input, name, outputs)?;
     Ok(Box::new(TrtPose {
         engine,

@@ -90,7 +90,9 @@ fn page_data(ctx: &Context) -> Json {
             let keys = SCHEMA
                 .iter()
                 .filter(|k| k.section == *section && !ADVANCED.contains(&k.name));
-            card(section, keys, &values, &status)
+            let mut card = card(section, keys, &values, &status);
+            network_choices(&mut card, section, &values[section]["network"], ctx);
+            card
         })
         .collect();
     let input = card(

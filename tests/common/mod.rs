@@ -62,7 +62,16 @@ impl Server {
         let config = dir.path().join("visiond.toml");
         std::fs::write(&config, edit(config_text(port))).unwrap();
         let log = dir.path().join("visiond.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_visiond"));
+        let mut binary = PathBuf::from(env!("CARGO_BIN_EXE_visiond"));
+        let unprivileged = unprivileged && is_root();
+        if unprivileged {
+            // The build's target folder may sit in root's home, out of the user's reach.
+            let copy = dir.path().join("bin/visiond");
+            std::fs::create_dir(copy.parent().unwrap()).unwrap();
+            std::fs::copy(&binary, &copy).unwrap();
+            binary = copy;
+        }
+        let mut command = Command::new(binary);
         command
             .arg("--config")
             .arg(&config)
@@ -70,7 +79,7 @@ impl Server {
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        if unprivileged && is_root() {
+        if unprivileged {
             chown_recursive(dir.path(), NOBODY);
             command.uid(NOBODY).gid(NOBODY);
         }
@@ -95,6 +104,26 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("visiond did not come up; log:\n{}", self.log_text());
+    }
+
+    /// Sends a request's headers declaring a body of `length` bytes, but not the body, and
+    /// returns the response's status code.
+    pub fn status_of_declared_body(&self, method: &str, path: &str, length: usize) -> u16 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        let line = String::from_utf8_lossy(&head);
+        line["HTTP/1.1 ".len()..].trim().parse().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
