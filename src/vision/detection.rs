@@ -141,16 +141,21 @@ impl Decoder {
         frame: (u32, u32),
         threshold: f32,
     ) -> anyhow::Result<Vec<Detection>> {
-        match self {
+        let size = [frame.0 as f32, frame.1 as f32];
+        let mut detections = match self {
             Decoder::NanoDet { strides, bins } => {
-                let scale = [
-                    frame.0 as f32 / input.width as f32,
-                    frame.1 as f32 / input.height as f32,
-                ];
-                decode_nanodet(outputs, strides, *bins, input, scale, threshold)
+                let scale = [size[0] / input.width as f32, size[1] / input.height as f32];
+                decode_nanodet(outputs, strides, *bins, input, scale, threshold)?
             }
-            Decoder::Ssd => decode_ssd(outputs, [frame.0 as f32, frame.1 as f32], threshold),
+            Decoder::Ssd => decode_ssd(outputs, size, threshold)?,
+        };
+        // Edge cells predict past the picture; results and trackers see it clipped.
+        for d in &mut detections {
+            for (i, v) in d.rect.iter_mut().enumerate() {
+                *v = v.clamp(0.0, size[i % 2]);
+            }
         }
+        Ok(detections)
     }
 }
 
@@ -445,8 +450,8 @@ mod tests {
         cls[3 * 2 + 1] = 0.8; // cell 3 = (x 1, y 1), class 1
         cls[2] = 0.2; // cell 1, class 0: under the threshold
         let mut reg = vec![0.0; 4 * 4 * 3];
-        // Cell 3: left and top bins equal (mean bin 1), right and bottom p = (1/4, 3/4, 0).
-        let right = [0.0, 3f32.ln(), f32::NEG_INFINITY];
+        // Cell 3: left and top bins equal (mean bin 1), right and bottom p = (3/4, 1/4, 0).
+        let right = [3f32.ln(), 0.0, f32::NEG_INFINITY];
         reg[3 * 12 + 6..3 * 12 + 9].copy_from_slice(&right);
         reg[3 * 12 + 9..3 * 12 + 12].copy_from_slice(&right);
         let outputs = [
@@ -461,12 +466,12 @@ mod tests {
         let found = decoder.decode(&outputs, &input, (64, 32), 0.3).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].class_id, found[0].confidence), (1, 0.8));
-        // Centre (24, 24); distances 16, 16, 0.75 * 16 = 12, 12.
+        // Centre (24, 24); distances 16, 16, 0.25 * 16 = 4, 4.
         let want = [
             (24.0 - 16.0) * 2.0,
             24.0 - 16.0,
-            (24.0 + 12.0) * 2.0,
-            24.0 + 12.0,
+            (24.0 + 4.0) * 2.0,
+            24.0 + 4.0,
         ];
         for (got, want) in found[0].rect.iter().zip(want) {
             assert!((got - want).abs() < 1e-4, "{:?}", found[0].rect);
@@ -589,6 +594,26 @@ mod tests {
         let mut nothing = dog.clone();
         detector.draw(&mut nothing, &settings);
         assert_eq!(nothing, dog);
+    }
+
+    #[test]
+    fn boxes_past_the_edge_are_clipped_to_the_picture() {
+        let env = testing::Env::new();
+        let mut settings = env.settings.clone();
+        settings.detection.confidence_threshold = 0.3;
+        let mut detector = Detector::load(&settings, &env.context()).unwrap();
+        // A horse at the left edge, whose raw box starts at x = -1.7.
+        let horses = testing::picture("horses");
+        detector.process(&horses, &settings).unwrap();
+        let rects: Vec<[f32; 4]> = detector.detections().iter().map(|d| d.rect).collect();
+        let (w, h) = (horses.width as f32, horses.height as f32);
+        assert!(rects.iter().any(|r| r[0] == 0.0), "{rects:?}");
+        for r in &rects {
+            assert!(
+                r[0] >= 0.0 && r[1] >= 0.0 && r[2] <= w && r[3] <= h,
+                "{r:?}"
+            );
+        }
     }
 
     #[test]
