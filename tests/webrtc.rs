@@ -11,7 +11,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+/// Longer than tokio's idle blocking threads live (10 s).
+const SETTLE: Duration = Duration::from_secs(12);
 const OFFER_TYPE: (&str, &str) = ("Content-Type", "application/sdp");
+
+/// A request and the status it must get: method, path, headers, body, status.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>, u16);
 
 fn json(body: &str) -> Json {
     serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
@@ -20,7 +25,7 @@ fn json(body: &str) -> Json {
 #[test]
 fn bad_signaling_gets_a_json_4xx_and_breaks_nothing() {
     let server = Server::start_with(|t| with_input(t, "test"), &[]);
-    let cases: [(&str, &str, &[(&str, &str)], Option<&str>, u16); 6] = [
+    let cases: [Case; 6] = [
         (
             "POST",
             "/whep",
@@ -158,15 +163,16 @@ fn a_hundred_connect_and_delete_cycles_leave_nothing_behind() {
         &[],
     );
     let pid = server.child.id();
-    // Warm up first: lazily made pools and buffers are not leaks.
+    // Warm up first: lazily made pools and buffers are not leaks. Idle blocking-pool
+    // threads (address lookups) stay ten seconds before they go, so both counts wait longer.
     aiortc(&server, &["cycles", "--count", "10", "--parallel", "5"]);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(SETTLE);
     let (threads, fds, rss) = process_usage(pid);
     aiortc(&server, &["cycles", "--count", "100", "--parallel", "10"]);
     server.wait_for("/api/v1/status", Duration::from_secs(5), |s| {
         s["peers"]["viewers"] == 0
     });
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(SETTLE);
     let (threads_after, fds_after, rss_after) = process_usage(pid);
     eprintln!("threads {threads} -> {threads_after}, fds {fds} -> {fds_after}, RSS {rss} -> {rss_after} KiB");
     assert!(

@@ -85,7 +85,6 @@ impl H264 {
             .rate_control_mode(RateControlMode::Bitrate)
             .bitrate(BitRate::from_bps(bitrate))
             .max_frame_rate(FrameRate::from_hz(fps as f32))
-            .skip_frames(false)
             .intra_frame_period(IntraFramePeriod::from_num_frames(fps * KEYFRAME_SECONDS));
         Ok(H264 {
             encoder: Encoder::with_api_config(OpenH264API::from_source(), config)?,

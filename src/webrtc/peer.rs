@@ -122,7 +122,6 @@ pub async fn build(settings: &Webrtc) -> anyhow::Result<(Arc<dyn PeerConnection>
         RTCRtpCodecParameters {
             rtp_codec: h264(),
             payload_type: 102,
-            ..Default::default()
         },
         RtpCodecKind::Video,
     )?;
