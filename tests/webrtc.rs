@@ -16,7 +16,13 @@ const SETTLE: Duration = Duration::from_secs(12);
 const OFFER_TYPE: (&str, &str) = ("Content-Type", "application/sdp");
 
 /// A request and the status it must get: method, path, headers, body, status.
-type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>, u16);
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+    u16,
+);
 
 fn json(body: &str) -> Json {
     serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))

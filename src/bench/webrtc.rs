@@ -52,8 +52,16 @@ async fn measure(visiond: &Visiond, viewers: usize) -> anyhow::Result<()> {
     let status = visiond.get("/api/v1/status").await?;
     let status: serde_json::Value = serde_json::from_str(&status)?;
     let latency = &status["peers"]["latency"];
+    let results: serde_json::Value = serde_json::from_str(&visiond.get("/api/v1/results").await?)?;
 
     println!("\nvisiond, {WIDTH}x{HEIGHT} at {FPS} fps in by WHIP, no model on:");
+    println!(
+        "- input {}, frames of {}x{}, pipeline {:.1} fps",
+        status["input"]["state"],
+        results["width"],
+        results["height"],
+        status["pipeline"]["fps"].as_f64().unwrap_or(0.0)
+    );
     println!(
         "- added latency, WHIP arrival -> WHEP packets leaving: mean {:.1} ms, max {:.1} ms ({} samples)",
         latency["mean_ms"].as_f64().unwrap_or(f64::NAN),
