@@ -8,7 +8,7 @@ mod common;
 use common::{ice_on_machine_address, process_usage, small_input, with_input, Server};
 use serde_json::Value as Json;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Longer than tokio's idle blocking threads live (10 s).
@@ -149,7 +149,17 @@ fn ten_viewers_at_once_all_receive_the_output() {
         |t| small_input(ice_on_machine_address(with_input(t, "test"))),
         &[],
     );
-    let report = aiortc(&server, &["play", "--viewers", "10", "--seconds", "5"]);
+    // Meanwhile the bitrate changes: it applies live, and the video goes on.
+    let bitrate_change = std::thread::scope(|scope| {
+        let change = scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            server.put("/api/v1/config/output/bitrate", "500000").0
+        });
+        let report = aiortc(&server, &["play", "--viewers", "10", "--seconds", "6"]);
+        (change.join().unwrap(), report)
+    });
+    let (changed, report) = bitrate_change;
+    assert_eq!(changed, 200);
     let viewers = report["viewers"].as_array().unwrap();
     assert_eq!(viewers.len(), 10);
     for viewer in viewers {
@@ -190,4 +200,61 @@ fn a_hundred_connect_and_delete_cycles_leave_nothing_behind() {
         "file descriptors {fds} -> {fds_after}"
     );
     assert!(rss_after <= rss + 40 * 1024, "RSS {rss} -> {rss_after} KiB");
+}
+
+#[test]
+fn with_a_certificate_everything_is_served_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let tls = |t: String| {
+        t.replace(
+            "tls_cert = \"\"",
+            &format!("tls_cert = {:?}", cert.display().to_string()),
+        )
+        .replace(
+            "tls_key = \"\"",
+            &format!("tls_key = {:?}", key.display().to_string()),
+        )
+    };
+    let server = Server::start_with(tls, &[]);
+    let https = format!("https://127.0.0.1:{}", server.port);
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sk", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = curl(&[&format!("{https}/api/v1/status")]);
+    assert!(
+        status.ends_with("\n200") && status.contains("\"peers\""),
+        "{status}"
+    );
+    assert!(curl(&[&format!("{https}/")]).contains("/static/video.js"));
+    let whep = curl(&[
+        "-H",
+        "Content-Type: application/sdp",
+        "--data",
+        "v=0",
+        &format!("{https}/whep"),
+    ]);
+    assert!(whep.ends_with("\n400"), "{whep}");
+    assert!(
+        server.log_text().contains("serving https://"),
+        "{}",
+        server.log_text()
+    );
 }

@@ -85,3 +85,33 @@ fn the_page_sends_the_camera_by_whip_and_plays_the_annotated_output_by_whep() {
     });
     browser.wait_until(SAMPLE, LIMIT, |s| s["width"] == 320);
 }
+
+#[test]
+fn an_insecure_page_says_why_the_webcam_cannot_be_used() {
+    let everywhere = |t: String| t.replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:");
+    let server = Server::start_with(everywhere, &[]);
+    let browser = Browser::start(&[
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ]);
+    // Plain http on the machine's own address is not a secure context (localhost would be).
+    browser.open(&format!(
+        "http://{}:{}/",
+        common::machine_address(),
+        server.port
+    ));
+    browser.wait_until("return document.readyState", LIMIT, |s| s == "complete");
+    browser.click("#webcam");
+    browser.wait_until(
+        "return document.getElementById('webcam-note').textContent",
+        LIMIT,
+        |t| {
+            t.as_str()
+                .is_some_and(|t| t.contains("secure") && t.contains("https://"))
+        },
+    );
+    assert_eq!(
+        server.get_json("/api/v1/status")["peers"]["publisher"],
+        false
+    );
+}
