@@ -144,6 +144,22 @@ fn an_independent_client_publishes_by_whip_and_plays_by_whep() {
 }
 
 #[test]
+fn a_new_publisher_replaces_the_old_one() {
+    let server = Server::start_with(|t| small_input(ice_on_machine_address(t)), &[]);
+    let report = aiortc(&server, &["replace", "--seconds", "8"]);
+    let replaced = &report["replace"];
+    // visiond closed the first publisher's peer; its resource is gone, the second's is not.
+    assert_ne!(replaced["first_state"], "connected", "{report}");
+    assert_eq!(replaced["first_delete"], 404, "{report}");
+    assert_eq!(replaced["second_delete"], 200, "{report}");
+    let red = colours(&report["viewers"][0])
+        .iter()
+        .filter(|[r, g, b]| *r > 120.0 && *r > g + 60.0 && *r > b + 60.0)
+        .count();
+    assert!(red >= 3, "the viewer saw the second publisher: {report}");
+}
+
+#[test]
 fn ten_viewers_at_once_all_receive_the_output() {
     let server = Server::start_with(
         |t| small_input(ice_on_machine_address(with_input(t, "test"))),

@@ -5,6 +5,9 @@
     webrtc_client.py URL publish-and-play --seconds S
         Publishes a green picture with a moving white box by WHIP (H.264) and plays the
         output by WHEP meanwhile; prints what the viewer saw.
+    webrtc_client.py URL replace --seconds S
+        Publishes green, then a second publisher red: visiond drops the first (its peer
+        closes) and the viewer sees red.
     webrtc_client.py URL cycles --count N --parallel P
         N WHEP sessions, P at a time: offer, answer, connect, DELETE, close.
 
@@ -16,6 +19,7 @@ import asyncio
 import json
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -105,40 +109,71 @@ async def view(base, seconds, report):
     report.append(result)
 
 
-class Pattern(VideoStreamTrack):
-    """A green picture with a white box moving across it."""
+GREEN, RED = (30, 200, 60), (210, 40, 40)
 
-    def __init__(self):
+
+class Pattern(VideoStreamTrack):
+    """A picture of one colour with a white box moving across it."""
+
+    def __init__(self, colour=GREEN):
         super().__init__()
         self.number = 0
+        self.colour = bytes(colour)
 
     async def recv(self):
         pts, time_base = await self.next_timestamp()
         self.number += 1
         frame = av.VideoFrame(WIDTH, HEIGHT, "rgb24")
         box = (self.number * 4) % (WIDTH - 40)
-        green = bytes([30, 200, 60]) * WIDTH
-        boxed = bytes([30, 200, 60]) * box + bytes([255, 255, 255]) * 40 + bytes([30, 200, 60]) * (WIDTH - box - 40)
-        rows = [boxed if 100 <= y < 140 else green for y in range(HEIGHT)]
+        plain = self.colour * WIDTH
+        boxed = self.colour * box + bytes([255, 255, 255]) * 40 + self.colour * (WIDTH - box - 40)
+        rows = [boxed if 100 <= y < 140 else plain for y in range(HEIGHT)]
         frame.planes[0].update(b"".join(rows))
         frame = frame.reformat(format="yuv420p")
         frame.pts, frame.time_base = pts, time_base
         return frame
 
 
-async def publish(base, seconds):
+async def start_publishing(base, colour):
     pc = RTCPeerConnection()
-    transceiver = pc.addTransceiver(Pattern(), direction="sendonly")
+    transceiver = pc.addTransceiver(Pattern(colour), direction="sendonly")
     h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
     transceiver.setCodecPreferences(h264)
     resource = await negotiate(pc, base + "/whip")
+    await connected(pc)
+    return pc, resource
+
+
+async def stop_publishing(pc, resource):
     try:
-        await connected(pc)
-        await asyncio.sleep(seconds)
+        return await asyncio.to_thread(delete, resource)
+    except urllib.error.HTTPError as error:
+        return error.code
     finally:
-        status = await asyncio.to_thread(delete, resource)
         await pc.close()
-    return status
+
+
+async def publish(base, seconds):
+    pc, resource = await start_publishing(base, GREEN)
+    await asyncio.sleep(seconds)
+    return await stop_publishing(pc, resource)
+
+
+async def replace(base, seconds):
+    """Green, then red from a second publisher; returns how the first one ended."""
+    first, first_resource = await start_publishing(base, GREEN)
+    await asyncio.sleep(seconds / 2)
+    second, second_resource = await start_publishing(base, RED)
+    deadline = time.monotonic() + 30
+    while first.connectionState not in ("closed", "failed") and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    first_state = first.connectionState
+    await asyncio.sleep(seconds / 2)
+    return {
+        "first_state": first_state,
+        "first_delete": await stop_publishing(first, first_resource),
+        "second_delete": await stop_publishing(second, second_resource),
+    }
 
 
 async def cycles(base, count, parallel):
@@ -164,7 +199,7 @@ async def cycles(base, count, parallel):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
-    parser.add_argument("mode", choices=["play", "publish-and-play", "cycles"])
+    parser.add_argument("mode", choices=["play", "publish-and-play", "replace", "cycles"])
     parser.add_argument("--viewers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--count", type=int, default=10)
@@ -177,6 +212,12 @@ async def main():
         report = []
         await asyncio.gather(*(view(base, args.seconds, report) for _ in range(args.viewers)))
         result = {"viewers": report}
+    elif args.mode == "replace":
+        report = []
+        replaced, _ = await asyncio.gather(
+            replace(base, args.seconds), view(base, args.seconds + 4, report)
+        )
+        result = {"replace": replaced, "viewers": report}
     else:
         report = []
         published, _ = await asyncio.gather(
