@@ -1,10 +1,10 @@
-//! Wiring for `visiond run`: settings store, file watcher, pipeline thread, web server,
-//! signals, and the shutdown order.
+//! Wiring for `visiond run`: settings store, file watcher, pipeline thread, H.264 encoder
+//! thread, web server (with WebRTC signaling), signals, and the shutdown order.
 
 use crate::pipeline::{self, status::Shared};
 use crate::settings::{self, Store};
 use crate::vision::catalog::Catalog;
-use crate::{logging, web};
+use crate::{logging, web, webrtc};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,12 +39,20 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
     let _watcher = settings::watch::spawn(store.clone())
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", config.display()))?;
 
+    let hub = webrtc::Hub::new(store.clone(), shared.clone());
+    let encoder = webrtc::spawn_encoder(
+        hub.output.clone(),
+        shared.clone(),
+        store.clone(),
+        stop.clone(),
+    )?;
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         follow_log_level(&store, log_level);
-        let ctx = web::Context::new(store.clone(), shared.clone(), catalog.ok())?;
+        let ctx = web::Context::new(store.clone(), shared.clone(), catalog.ok(), hub)?;
         let addr = store.settings().server.listen.parse()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(web::serve(ctx, addr, async {
@@ -61,6 +69,7 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     stop.store(true, Ordering::Relaxed);
     let _ = pipeline.join();
+    let _ = encoder.join();
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,6 +2,9 @@
 //! visiond's onnxruntime engine, its tract engine and onnxruntime's own Python API on the same
 //! file and thread count; then the whole pipeline's frame rate at 1280x720 with every default
 //! model on, next to the sum of the models' own times (the rest is the pipeline's overhead).
+//! `visiond bench --webrtc` measures the WebRTC path instead (see `webrtc`).
+
+pub mod webrtc;
 
 use crate::engine::{
     onnxruntime::OrtEngine, tract::TractEngine, DType, Engine, ModelInput, Tensor, TensorData,

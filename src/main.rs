@@ -10,6 +10,7 @@ mod pipeline;
 mod settings;
 mod vision;
 mod web;
+mod webrtc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value as Json};
@@ -77,6 +78,13 @@ enum Command {
         /// The picture the pipeline measurement uses.
         #[arg(long, default_value = "tests/data/person.jpg")]
         picture: PathBuf,
+        /// Measure WebRTC instead: the latency visiond adds from WHIP in to WHEP out at
+        /// 1280x720, and the CPU each viewer costs.
+        #[arg(long)]
+        webrtc: bool,
+        /// Viewers for the WebRTC measurement (at least 2).
+        #[arg(long, default_value_t = 4)]
+        viewers: usize,
     },
     /// List the model catalog: name, task, file, and whether the file is present.
     Models,
@@ -131,9 +139,15 @@ fn main() -> ExitCode {
         }
         Some(Command::Models) => infer::list_models(),
         Some(Command::Bench {
+            webrtc: true,
+            viewers,
+            ..
+        }) => bench::webrtc::run(*viewers),
+        Some(Command::Bench {
             threads,
             iterations,
             picture,
+            ..
         }) => bench::run(&bench::Options {
             threads: *threads,
             iterations: *iterations,

@@ -126,6 +126,10 @@ fn openapi_describes_every_route_and_setting() {
         "/api/v1/openapi.json",
         "/metrics",
         "/",
+        "/whep",
+        "/whep/{id}",
+        "/whip",
+        "/whip/{id}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is described");
     }

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use std::path::Path;
+use std::time::Instant;
 
 #[derive(Clone, PartialEq)]
 pub struct Frame {
@@ -9,6 +10,8 @@ pub struct Frame {
     pub height: u32,
     /// `width * height * 3` bytes, R G B, row after row.
     pub rgb: Vec<u8>,
+    /// When its data reached visiond from the network (WHIP), for the latency figures.
+    pub received: Option<Instant>,
 }
 
 impl std::fmt::Debug for Frame {
@@ -24,6 +27,7 @@ impl Frame {
             width,
             height,
             rgb: vec![0; width as usize * height as usize * 3],
+            received: None,
         }
     }
 
@@ -34,7 +38,12 @@ impl Frame {
             "{} bytes is not a {width}x{height} RGB picture",
             rgb.len()
         );
-        Ok(Frame { width, height, rgb })
+        Ok(Frame {
+            width,
+            height,
+            rgb,
+            received: None,
+        })
     }
 
     /// Decodes a JPEG or PNG file.
@@ -46,6 +55,7 @@ impl Frame {
             width: rgb.width(),
             height: rgb.height(),
             rgb: rgb.into_raw(),
+            received: None,
         })
     }
 

@@ -5,5 +5,6 @@ pub mod images;
 pub mod slot;
 pub mod source;
 pub mod test_pattern;
+pub mod webrtc;
 
 pub use frame::Frame;

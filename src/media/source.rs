@@ -2,7 +2,7 @@
 //! in a slot for the pipeline, reports its state, and reopens a failed source with backoff.
 
 use super::slot::LatestFrame;
-use super::{images::Images, test_pattern::TestPattern, Frame};
+use super::{images::Images, test_pattern::TestPattern, webrtc::WebrtcInput, Frame};
 use crate::pipeline::status::Shared;
 use crate::settings::typed::Input;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,11 +13,19 @@ use std::time::{Duration, Instant};
 /// A source of frames; `next_frame` blocks until the next one is due.
 pub trait Source: Send {
     fn next_frame(&mut self) -> anyhow::Result<Frame>;
+
+    /// What `/api/v1/status` shows while frames come: `playing`, or `waiting` for a sender.
+    fn state(&self) -> &'static str {
+        "playing"
+    }
 }
 
 /// Opens the source an input URI names.
-pub fn open(input: &Input) -> anyhow::Result<Box<dyn Source>> {
+pub fn open<'a>(input: &Input, shared: &'a Shared) -> anyhow::Result<Box<dyn Source + 'a>> {
     let uri = input.uri.as_str();
+    if uri == "webrtc" {
+        return Ok(Box::new(WebrtcInput::new(&shared.ingest, input)));
+    }
     if uri == "test" {
         return Ok(Box::new(TestPattern::new(
             input.width,
@@ -101,18 +109,18 @@ fn capture(input: &Input, slot: &LatestFrame, stop: &AtomicBool, shared: &Shared
     let mut retry = FIRST_RETRY;
     while !stop.load(Ordering::Relaxed) {
         report(shared, input, "connecting", None);
-        let failure = match open(input) {
+        let failure = match open(input, shared) {
             Ok(mut source) => {
-                let mut playing = false;
+                let mut reported = "connecting";
                 loop {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     match source.next_frame() {
                         Ok(frame) => {
-                            if !playing {
-                                report(shared, input, "playing", None);
-                                playing = true;
+                            if source.state() != reported {
+                                reported = source.state();
+                                report(shared, input, reported, None);
                                 retry = FIRST_RETRY;
                             }
                             slot.put(frame.flipped(&input.flip));

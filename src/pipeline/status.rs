@@ -1,11 +1,13 @@
 //! What the pipeline reports: per-model state and timings, frame rate, input state, and the
 //! latest results. Written by the pipeline thread, read by the web side; neither waits long.
 
+use crate::media::webrtc::Ingest;
 use crate::media::Frame;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -39,7 +41,7 @@ pub struct PipelineStatus {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct InputStatus {
     pub uri: String,
-    /// connecting | playing | waiting | error
+    /// connecting | playing | waiting (no WHIP publisher) | error
     pub state: String,
     pub error: Option<String>,
     pub width: u32,
@@ -60,7 +62,18 @@ pub struct RuntimeStatus {
 pub struct Shared {
     status: RwLock<RuntimeStatus>,
     results: RwLock<Json>,
-    frame: RwLock<Option<Arc<Frame>>>,
+    frame: Mutex<Published>,
+    published: Condvar,
+    /// Where WHIP publishers put the frames the `webrtc` input hands to the pipeline.
+    pub ingest: Ingest,
+}
+
+/// The latest annotated frame and how many came before it, so a reader can wait for the
+/// next one.
+#[derive(Default)]
+struct Published {
+    number: u64,
+    frame: Option<Arc<Frame>>,
 }
 
 impl Shared {
@@ -88,10 +101,32 @@ impl Shared {
 
     /// The latest annotated frame.
     pub fn frame(&self) -> Option<Arc<Frame>> {
-        self.frame.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.frame
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .frame
+            .clone()
     }
 
     pub fn set_frame(&self, frame: Arc<Frame>) {
-        *self.frame.write().unwrap_or_else(|p| p.into_inner()) = Some(frame);
+        let mut published = self.frame.lock().unwrap_or_else(|p| p.into_inner());
+        published.number += 1;
+        published.frame = Some(frame);
+        self.published.notify_all();
+    }
+
+    /// The first frame published after frame number `seen`, with its number, waiting at most
+    /// `limit` for it.
+    pub fn next_frame(&self, seen: u64, limit: Duration) -> Option<(u64, Arc<Frame>)> {
+        let published = self.frame.lock().unwrap_or_else(|p| p.into_inner());
+        let (published, _) = self
+            .published
+            .wait_timeout_while(published, limit, |p| p.number <= seen)
+            .unwrap_or_else(|p| p.into_inner());
+        let frame = published
+            .frame
+            .clone()
+            .filter(|_| published.number > seen)?;
+        Some((published.number, frame))
     }
 }

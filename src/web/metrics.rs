@@ -67,5 +67,18 @@ pub fn render(ctx: &Context) -> Response {
         "gauge",
         per_model(&|m| m.avg_ms),
     );
+    let (viewers, publishing) = ctx.webrtc.counts();
+    gauge(
+        "webrtc_viewers",
+        "WHEP viewer sessions.",
+        "gauge",
+        one(viewers as f64),
+    );
+    gauge(
+        "webrtc_publisher",
+        "1 while a WHIP publisher is connected.",
+        "gauge",
+        one(publishing as u8 as f64),
+    );
     warp::reply::with_header(out, "content-type", "text/plain; version=0.0.4").into_response()
 }

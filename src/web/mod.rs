@@ -7,11 +7,13 @@ mod openapi;
 mod page;
 mod rest;
 mod status;
+mod webrtc;
 
 use crate::pipeline::status::Shared;
 use crate::settings::schema::MODEL_SECTIONS;
 use crate::settings::Store;
 use crate::vision::catalog::Catalog;
+use crate::webrtc::{Hub, Role};
 use error::ApiError;
 use serde_json::Value as Json;
 use std::future::Future;
@@ -28,6 +30,7 @@ pub struct Context {
     pub shared: Arc<Shared>,
     pub catalog: Option<Catalog>,
     pub page: page::Page,
+    pub webrtc: Arc<Hub>,
 }
 
 impl Context {
@@ -35,27 +38,48 @@ impl Context {
         store: Arc<Store>,
         shared: Arc<Shared>,
         catalog: Option<Catalog>,
+        webrtc: Arc<Hub>,
     ) -> anyhow::Result<Arc<Context>> {
         Ok(Arc::new(Context {
             store,
             shared,
             catalog,
             page: page::Page::new()?,
+            webrtc,
         }))
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves: over HTTPS when `server.tls_cert` and `tls_key` are set.
 pub async fn serve(
     ctx: Arc<Context>,
     addr: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (bound, server) = warp::serve(routes(ctx))
-        .try_bind_with_graceful_shutdown(addr, shutdown)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    tracing::info!("serving http://{bound}/");
-    server.await;
+    let server = ctx.store.settings().server.clone();
+    let cannot = |e: warp::Error| anyhow::anyhow!("cannot listen on {addr}: {e}");
+    match (server.tls_cert.as_str(), server.tls_key.as_str()) {
+        ("", "") => {
+            let (bound, serving) = warp::serve(routes(ctx))
+                .try_bind_with_graceful_shutdown(addr, shutdown)
+                .map_err(cannot)?;
+            tracing::info!("serving http://{bound}/");
+            serving.await;
+        }
+        ("", _) | (_, "") => {
+            anyhow::bail!("server.tls_cert and server.tls_key: set both or neither")
+        }
+        (cert, key) => {
+            let (bound, serving) = warp::serve(routes(ctx))
+                .tls()
+                .cert_path(cert)
+                .key_path(key)
+                .try_bind_with_graceful_shutdown(addr, shutdown)
+                .map_err(cannot)?;
+            tracing::info!("serving https://{bound}/");
+            serving.await;
+        }
+    }
     Ok(())
 }
 
@@ -149,15 +173,32 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         .map(|ctx: Arc<Context>| metrics::render(&ctx));
     let index = warp::path::end()
         .and(warp::get())
-        .and(with_ctx)
+        .and(with_ctx.clone())
         .map(|ctx: Arc<Context>| ctx.page.render(&ctx));
     let assets = warp::path!("static" / String)
         .and(warp::get())
         .map(|name: String| page::asset(&name));
+    let signaling = |role: Role, write: bool| {
+        let offer = warp::path(role.path())
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(with_ctx.clone())
+            .and(authorized(ctx.store.clone(), write))
+            .and(sdp_body())
+            .then(move |ctx, offer| async move { reply(webrtc::offer(ctx, role, offer).await) });
+        let end = warp::path(role.path())
+            .and(warp::path::param::<String>())
+            .and(warp::path::end())
+            .and(warp::delete())
+            .and(with_ctx.clone())
+            .and(authorized(ctx.store.clone(), write))
+            .then(move |id, ctx| async move { reply(webrtc::end(ctx, role, id).await) });
+        [offer.boxed(), end.boxed()]
+    };
 
     // Each route boxed, then chained: warp's nested `or` types grow with every route and
     // make compile times explode otherwise.
-    let routes: Vec<BoxedFilter<(Response,)>> = vec![
+    let mut routes: Vec<BoxedFilter<(Response,)>> = vec![
         config_get.boxed(),
         config_patch.boxed(),
         property_get.boxed(),
@@ -174,6 +215,9 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         alias_get.boxed(),
         alias_put.boxed(),
     ];
+    // Viewing is a read (a token only with auth_viewers); publishing is a write.
+    routes.extend(signaling(Role::Viewer, false));
+    routes.extend(signaling(Role::Publisher, true));
     routes
         .into_iter()
         .reduce(|all, route| all.or(route).unify().boxed())
@@ -285,6 +329,19 @@ async fn check_auth(
         )));
     }
     Ok(())
+}
+
+/// An SDP offer body, at most 64 KiB.
+fn sdp_body() -> BoxedFilter<(String,)> {
+    warp::body::content_length_limit(rest::MAX_BODY)
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::bytes())
+        .and_then(
+            |content_type: Option<String>, body: bytes::Bytes| async move {
+                webrtc::offer_text(content_type.as_deref(), &body).map_err(warp::reject::custom)
+            },
+        )
+        .boxed()
 }
 
 /// A write's JSON body, at most 64 KiB.

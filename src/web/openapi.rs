@@ -159,6 +159,41 @@ fn paths() -> Json {
         read("This document", "OpenAPI 3", json!({"type": "object"})),
     );
     paths.insert("/metrics".into(), json!({"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format 0.0.4", "content": {"text/plain": {}}}}}}));
+    for (path, summary, errors) in [
+        (
+            "/whep",
+            "WHEP: watch the annotated output",
+            json!({"503": {"description": "webrtc.max_viewers reached"}}),
+        ),
+        (
+            "/whip",
+            "WHIP: send video in (input.uri = \"webrtc\"); replaces any publisher",
+            json!({"409": {"description": "input.uri is not webrtc"}}),
+        ),
+    ] {
+        let mut responses = json!({
+            "201": {"description": "the SDP answer; Location names the session",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": {"application/sdp": {"schema": {"type": "string"}}}},
+            "400": {"description": "not a usable SDP offer"},
+            "401": {"description": "token missing"},
+            "415": {"description": "not application/sdp"}
+        });
+        responses
+            .as_object_mut()
+            .expect("an object")
+            .extend(errors.as_object().cloned().unwrap_or_default());
+        paths.insert(path.into(), json!({"post": {
+            "summary": summary,
+            "security": [{"bearer": []}, {}],
+            "requestBody": {"required": true, "content": {"application/sdp": {"schema": {"type": "string"}}}},
+            "responses": responses
+        }}));
+        paths.insert(format!("{path}/{{id}}"), json!({
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "delete": {"summary": "End the session", "responses": {"200": {"description": "ended"}, "404": {"description": "no such session"}}}
+        }));
+    }
     paths.insert("/".into(), json!({"get": {"summary": "The control page", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}}));
     paths.insert("/static/{file}".into(), json!({
         "parameters": [{"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],

@@ -26,11 +26,16 @@ const TEMPLATES: [(&str, &str); 5] = [
     ("text", include_str!("../../templates/partials/text.hbs")),
 ];
 
-const ASSETS: [(&str, &str, &str); 2] = [
+const ASSETS: [(&str, &str, &str); 3] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/app.js"),
+    ),
+    (
+        "video.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/video.js"),
     ),
     (
         "style.css",
@@ -108,7 +113,16 @@ fn page_data(ctx: &Context) -> Json {
         "input": input,
         "config_error": status["config"]["error"],
         "config_path": ctx.store.path().display().to_string(),
+        "ice_servers": ice_servers(&values["webrtc"]["stun"]).to_string(),
     })
+}
+
+/// The browser's ICE servers: the configured STUN server, or none (host candidates only).
+fn ice_servers(stun: &Json) -> Json {
+    match stun.as_str() {
+        Some(url) if !url.is_empty() => json!([{"urls": [url]}]),
+        _ => json!([]),
+    }
 }
 
 fn card<'a>(

@@ -13,6 +13,6 @@ pub fn status(ctx: &Context) -> Json {
         "models": runtime.models,
         "pipeline": runtime.pipeline,
         "input": runtime.input,
-        "peers": {"viewers": 0, "publisher": false},
+        "peers": ctx.webrtc.peers(),
     })
 }

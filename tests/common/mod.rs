@@ -98,7 +98,9 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if ureq::get(&self.url("/api/v1/status")).call().is_ok() {
+            // Listening is enough: with auth_viewers status answers 401, with TLS plain
+            // HTTP gets nothing.
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -289,4 +291,55 @@ fn chown_recursive(path: &Path, uid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// This machine's own IPv4 address (not loopback), from the kernel's table of local
+/// addresses: ICE candidates on 127.0.0.1 would hide what a second machine would see.
+pub fn machine_address() -> String {
+    let table = std::fs::read_to_string("/proc/net/fib_trie").expect("read /proc/net/fib_trie");
+    let mut previous = "";
+    for line in table.lines() {
+        if line.trim() == "/32 host LOCAL" && !previous.starts_with("127.") {
+            return previous.to_owned();
+        }
+        previous = line.trim().trim_start_matches("|-- ");
+    }
+    panic!("this machine has no IPv4 address but loopback");
+}
+
+/// The config edited so that ICE offers only this machine's own address.
+pub fn ice_on_machine_address(text: String) -> String {
+    text.replace(
+        "ice_hosts = []",
+        &format!("ice_hosts = [\"{}\"]", machine_address()),
+    )
+}
+
+/// `[input] uri` set to `uri`.
+pub fn with_input(text: String, uri: &str) -> String {
+    text.replace("uri = \"webrtc\"", &format!("uri = \"{uri}\""))
+}
+
+/// A process's threads, open file descriptors and resident memory (KiB), from /proc.
+pub fn process_usage(pid: u32) -> (usize, usize, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (field("Threads:") as usize, fds, field("VmRSS:"))
+}
+
+/// `[input]` at 320x240, 15 frames a second: enough for video tests on a small machine.
+pub fn small_input(text: String) -> String {
+    text.replace("width = 1280 ", "width = 320  ")
+        .replace("height = 720 ", "height = 240 ")
+        .replace("fps = 30 ", "fps = 15 ")
 }

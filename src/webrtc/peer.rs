@@ -1,0 +1,300 @@
+//! One peer connection as WHEP and WHIP both need it: H.264 constrained baseline only, host
+//! candidates on the configured addresses (STUN only when configured), keyframe requests
+//! passed up to the application, and its events turned into channels a task can wait on.
+
+use crate::settings::typed::Webrtc;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState,
+    RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+};
+
+/// How long the answer waits for host candidates (they take milliseconds; STUN takes longer).
+const GATHER_LIMIT: Duration = Duration::from_secs(3);
+/// A peer not connected by then is given up (ICE's own failure comes later).
+const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+/// Past the default interceptors, so they have seen inbound RTCP before it is narrowed.
+const KEYFRAME_REQUESTS_SLOT: usize = 14_000;
+
+pub fn h264() -> RTCRtpCodec {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    RTCRtpCodec {
+        mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .to_owned(),
+        rtcp_feedback: vec![
+            feedback("ccm", "fir"),
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+        ],
+    }
+}
+
+/// What a peer connection reports, as channels its owning task waits on.
+pub struct Events {
+    state: watch::Receiver<RTCPeerConnectionState>,
+    gathered: watch::Receiver<bool>,
+    pub tracks: mpsc::Receiver<Arc<dyn TrackRemote>>,
+}
+
+impl Events {
+    /// Waits until the peer is connected; false when it failed, closed or took too long.
+    pub async fn connected(&mut self) -> bool {
+        let wait = self.state.wait_for(|s| {
+            matches!(
+                s,
+                RTCPeerConnectionState::Connected
+                    | RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Closed
+            )
+        });
+        matches!(
+            tokio::time::timeout(CONNECT_LIMIT, wait).await,
+            Ok(Ok(state)) if *state == RTCPeerConnectionState::Connected
+        )
+    }
+
+    /// Waits (a few seconds at most) until every local candidate is known.
+    pub async fn gathered(&mut self) {
+        let _ = tokio::time::timeout(GATHER_LIMIT, self.gathered.wait_for(|done| *done)).await;
+    }
+
+    /// Resolves once the peer failed or closed.
+    pub async fn ended(&mut self) {
+        let _ = self
+            .state
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                )
+            })
+            .await;
+    }
+}
+
+struct Handler {
+    state: watch::Sender<RTCPeerConnectionState>,
+    gathered: watch::Sender<bool>,
+    tracks: mpsc::Sender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.send_replace(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(%state, "peer connection");
+        self.state.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.try_send(track);
+    }
+}
+
+/// A new peer connection for `settings`, and its events.
+pub async fn build(settings: &Webrtc) -> anyhow::Result<(Arc<dyn PeerConnection>, Events)> {
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: h264(),
+            payload_type: 102,
+        },
+        RtpCodecKind::Video,
+    )?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
+        Slot::from(KEYFRAME_REQUESTS_SLOT),
+        KeyframeRequests::default(),
+    );
+
+    let ice_servers = if settings.stun.is_empty() {
+        Vec::new()
+    } else {
+        vec![RTCIceServer {
+            urls: vec![settings.stun.clone()],
+            ..Default::default()
+        }]
+    };
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice_servers)
+        .build();
+    // Remote mDNS names are not resolved: browsers' checks reach our real addresses anyway,
+    // and no multicast socket is opened per peer.
+    let mut engine =
+        SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
+    if !settings.nat_1to1_ip.is_empty() {
+        engine = engine.with_nat_1to1_ips(
+            vec![settings.nat_1to1_ip.clone()],
+            RTCIceCandidateType::Host,
+        );
+    }
+    let addresses: Vec<String> = if settings.ice_hosts.is_empty() {
+        vec!["0.0.0.0:0".to_owned()] // one socket per interface, loopback left out
+    } else {
+        settings
+            .ice_hosts
+            .iter()
+            .map(|host| bind_address(host))
+            .collect()
+    };
+
+    let (state, state_rx) = watch::channel(RTCPeerConnectionState::New);
+    let (gathered, gathered_rx) = watch::channel(false);
+    let (tracks, tracks_rx) = mpsc::channel(4);
+    let handler = Arc::new(Handler {
+        state,
+        gathered,
+        tracks,
+    });
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(engine.build())
+            .with_handler(handler)
+            .with_udp_addrs(addresses)
+            .build()
+            .await?,
+    );
+    let events = Events {
+        state: state_rx,
+        gathered: gathered_rx,
+        tracks: tracks_rx,
+    };
+    Ok((pc, events))
+}
+
+/// `ip` or `ip:port` from `[webrtc] ice_hosts`, with port 0 (any) when none is given.
+fn bind_address(host: &str) -> String {
+    if host.parse::<std::net::SocketAddr>().is_ok() {
+        host.to_owned()
+    } else if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:0") // a bare IPv6 address
+    } else {
+        format!("{host}:0")
+    }
+}
+
+/// Why an offer was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error("the offer is not valid SDP: {0}")]
+    Malformed(String),
+    #[error("the offer cannot be answered: {0}")]
+    Refused(String),
+}
+
+/// Checks an offer before any connection is made for it.
+pub fn parse_offer(sdp: String) -> Result<RTCSessionDescription, OfferError> {
+    RTCSessionDescription::offer(sdp).map_err(|e| OfferError::Malformed(e.to_string()))
+}
+
+/// Applies the remote offer and returns the complete answer, candidates included (WHIP and
+/// WHEP clients may not trickle).
+pub async fn answer(
+    pc: &Arc<dyn PeerConnection>,
+    events: &mut Events,
+    offer: RTCSessionDescription,
+) -> Result<String, OfferError> {
+    let refused = |e: webrtc::error::Error| OfferError::Refused(e.to_string());
+    pc.set_remote_description(offer).await.map_err(refused)?;
+    let answer = pc.create_answer(None).await.map_err(refused)?;
+    pc.set_local_description(answer).await.map_err(refused)?;
+    events.gathered().await;
+    pc.local_description()
+        .await
+        .map(|answer| answer.sdp)
+        .ok_or_else(|| OfferError::Refused("no local description".into()))
+}
+
+/// Passes inbound PLI and FIR packets to the application (track events); the default chain
+/// keeps all RTCP to itself. Everything else passes through untouched.
+#[derive(Default)]
+struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<_> = packets
+                .iter()
+                .filter(|p| {
+                    let any = p.as_any();
+                    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                })
+                .cloned()
+                .collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_hosts_become_bind_addresses() {
+        assert_eq!(bind_address("192.168.1.5"), "192.168.1.5:0");
+        assert_eq!(bind_address("192.168.1.5:40000"), "192.168.1.5:40000");
+        assert_eq!(bind_address("fd00::5"), "[fd00::5]:0");
+    }
+}

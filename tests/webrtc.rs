@@ -1,0 +1,276 @@
+//! WHEP and WHIP on the real binary over real HTTP and real UDP: signaling errors, the tokens,
+//! and real peers from an independent client (aiortc, in Python: not webrtc-rs) that
+//! publishes and plays, ten viewers at once, and 100 connect/DELETE cycles that must leave
+//! no threads, descriptors or memory behind.
+
+mod common;
+
+use common::{ice_on_machine_address, process_usage, small_input, with_input, Server};
+use serde_json::Value as Json;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Longer than tokio's idle blocking threads live (10 s).
+const SETTLE: Duration = Duration::from_secs(12);
+const OFFER_TYPE: (&str, &str) = ("Content-Type", "application/sdp");
+
+/// A request and the status it must get: method, path, headers, body, status.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+    u16,
+);
+
+fn json(body: &str) -> Json {
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
+}
+
+#[test]
+fn bad_signaling_gets_a_json_4xx_and_breaks_nothing() {
+    let server = Server::start_with(|t| with_input(t, "test"), &[]);
+    let cases: [Case; 6] = [
+        (
+            "POST",
+            "/whep",
+            &[("Content-Type", "text/plain")],
+            Some("v=0"),
+            415,
+        ),
+        ("POST", "/whep", &[], Some("v=0"), 415),
+        ("POST", "/whep", &[OFFER_TYPE], Some("this is not SDP"), 400),
+        ("DELETE", "/whep/0123456789abcdef", &[], None, 404),
+        ("DELETE", "/whip/nothing", &[], None, 404),
+        ("POST", "/whip", &[OFFER_TYPE], Some("v=0"), 409),
+    ];
+    for (method, path, headers, body, expected) in cases {
+        let (status, text) = server.request(method, path, headers, body);
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(json(&text)["error"].is_string(), "{method} {path}: {text}");
+    }
+    let (_, conflict) = server.request("POST", "/whip", &[OFFER_TYPE], Some("v=0"));
+    assert_eq!(json(&conflict)["key"], "input.uri");
+    let status = server.get_json("/api/v1/status");
+    assert_eq!(status["peers"]["viewers"], 0);
+    assert_eq!(status["peers"]["publisher"], false);
+}
+
+#[test]
+fn whip_needs_the_token_and_whep_only_with_auth_viewers() {
+    let with_token = |t: String| t.replace("auth_token = \"\"", "auth_token = \"s3cret\"");
+    let server = Server::start_with(with_token, &[]);
+    let post = |path: &str, headers: &[(&str, &str)]| {
+        server.request("POST", path, headers, Some("not SDP")).0
+    };
+    let bearer = ("Authorization", "Bearer s3cret");
+    assert_eq!(post("/whip", &[OFFER_TYPE]), 401);
+    assert_eq!(
+        post("/whip", &[OFFER_TYPE, bearer]),
+        400,
+        "past the token: bad SDP"
+    );
+    assert_eq!(post("/whep", &[OFFER_TYPE]), 400, "viewing is open");
+    drop(server);
+
+    let viewers_too =
+        |t: String| with_token(t).replace("auth_viewers = false", "auth_viewers = true");
+    let server = Server::start_with(viewers_too, &[]);
+    let post = |headers: &[(&str, &str)]| server.request("POST", "/whep", headers, Some("x")).0;
+    assert_eq!(post(&[OFFER_TYPE]), 401);
+    assert_eq!(post(&[OFFER_TYPE, ("Authorization", "Bearer s3cret")]), 400);
+}
+
+/// Runs tests/webrtc_client.py with the venv tools/setup makes; returns its JSON report.
+fn aiortc(server: &Server, args: &[&str]) -> Json {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("vendor/aiortc/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tools/setup",
+        python.display()
+    );
+    let output = Command::new(python)
+        .arg(root.join("tests/webrtc_client.py"))
+        .arg(server.url(""))
+        .args(args)
+        .output()
+        .expect("run the aiortc client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "aiortc client {args:?} failed:\n{}\nvisiond log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+    json(&stdout)
+}
+
+fn colours(viewer: &Json) -> Vec<[f64; 3]> {
+    viewer["colours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| [0, 1, 2].map(|i| c[i].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn an_independent_client_publishes_by_whip_and_plays_by_whep() {
+    let server = Server::start_with(|t| small_input(ice_on_machine_address(t)), &[]);
+    server.wait_for("/api/v1/status", Duration::from_secs(10), |s| {
+        s["input"]["state"] == "waiting"
+    });
+    let report = aiortc(&server, &["publish-and-play", "--seconds", "6"]);
+    assert_eq!(report["published"], 200, "{report}");
+    let viewer = &report["viewers"][0];
+    assert!(viewer["frames"].as_u64().unwrap() > 20, "{report}");
+    assert!(
+        viewer["fingerprints"].as_u64().unwrap() > 2,
+        "frames change: {report}"
+    );
+    // The published green picture came back through the pipeline and the encoder.
+    let green = colours(viewer)
+        .iter()
+        .filter(|[r, g, b]| *g > 120.0 && *g > r + 60.0 && *g > b + 60.0)
+        .count();
+    assert!(green >= 3, "the viewer saw the published picture: {report}");
+    assert_eq!(viewer["size"], serde_json::json!([320, 240]), "{report}");
+    // The publisher left: the input waits, and the output goes on.
+    server.wait_for("/api/v1/status", Duration::from_secs(5), |s| {
+        s["input"]["state"] == "waiting" && s["peers"]["publisher"] == false
+    });
+}
+
+#[test]
+fn a_new_publisher_replaces_the_old_one() {
+    let server = Server::start_with(|t| small_input(ice_on_machine_address(t)), &[]);
+    let report = aiortc(&server, &["replace", "--seconds", "8"]);
+    let replaced = &report["replace"];
+    // visiond closed the first publisher's peer; its resource is gone, the second's is not.
+    assert_ne!(replaced["first_state"], "connected", "{report}");
+    assert_eq!(replaced["first_delete"], 404, "{report}");
+    assert_eq!(replaced["second_delete"], 200, "{report}");
+    let red = colours(&report["viewers"][0])
+        .iter()
+        .filter(|[r, g, b]| *r > 120.0 && *r > g + 60.0 && *r > b + 60.0)
+        .count();
+    assert!(red >= 3, "the viewer saw the second publisher: {report}");
+}
+
+#[test]
+fn ten_viewers_at_once_all_receive_the_output() {
+    let server = Server::start_with(
+        |t| small_input(ice_on_machine_address(with_input(t, "test"))),
+        &[],
+    );
+    // Meanwhile the bitrate changes: it applies live, and the video goes on.
+    let bitrate_change = std::thread::scope(|scope| {
+        let change = scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            server.put("/api/v1/config/output/bitrate", "500000").0
+        });
+        let report = aiortc(&server, &["play", "--viewers", "10", "--seconds", "6"]);
+        (change.join().unwrap(), report)
+    });
+    let (changed, report) = bitrate_change;
+    assert_eq!(changed, 200);
+    let viewers = report["viewers"].as_array().unwrap();
+    assert_eq!(viewers.len(), 10);
+    for viewer in viewers {
+        assert!(viewer["frames"].as_u64().unwrap() >= 10, "{report}");
+        assert!(viewer["fingerprints"].as_u64().unwrap() >= 2, "{report}");
+        assert_eq!(viewer["delete"], 200);
+    }
+    server.wait_for("/api/v1/status", Duration::from_secs(5), |s| {
+        s["peers"]["viewers"] == 0
+    });
+}
+
+#[test]
+fn a_hundred_connect_and_delete_cycles_leave_nothing_behind() {
+    let server = Server::start_with(
+        |t| small_input(ice_on_machine_address(with_input(t, "test"))),
+        &[],
+    );
+    let pid = server.child.id();
+    // Warm up first: lazily made pools and buffers are not leaks. Idle blocking-pool
+    // threads (address lookups) stay ten seconds before they go, so both counts wait longer.
+    aiortc(&server, &["cycles", "--count", "10", "--parallel", "5"]);
+    std::thread::sleep(SETTLE);
+    let (threads, fds, rss) = process_usage(pid);
+    aiortc(&server, &["cycles", "--count", "100", "--parallel", "10"]);
+    server.wait_for("/api/v1/status", Duration::from_secs(5), |s| {
+        s["peers"]["viewers"] == 0
+    });
+    std::thread::sleep(SETTLE);
+    let (threads_after, fds_after, rss_after) = process_usage(pid);
+    eprintln!("threads {threads} -> {threads_after}, fds {fds} -> {fds_after}, RSS {rss} -> {rss_after} KiB");
+    assert!(
+        threads_after <= threads + 2,
+        "threads {threads} -> {threads_after}"
+    );
+    assert!(
+        fds_after <= fds + 4,
+        "file descriptors {fds} -> {fds_after}"
+    );
+    assert!(rss_after <= rss + 40 * 1024, "RSS {rss} -> {rss_after} KiB");
+}
+
+#[test]
+fn with_a_certificate_everything_is_served_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let tls = |t: String| {
+        t.replace(
+            "tls_cert = \"\"",
+            &format!("tls_cert = {:?}", cert.display().to_string()),
+        )
+        .replace(
+            "tls_key = \"\"",
+            &format!("tls_key = {:?}", key.display().to_string()),
+        )
+    };
+    let server = Server::start_with(tls, &[]);
+    let https = format!("https://127.0.0.1:{}", server.port);
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sk", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = curl(&[&format!("{https}/api/v1/status")]);
+    assert!(
+        status.ends_with("\n200") && status.contains("\"peers\""),
+        "{status}"
+    );
+    assert!(curl(&[&format!("{https}/")]).contains("/static/video.js"));
+    let whep = curl(&[
+        "-H",
+        "Content-Type: application/sdp",
+        "--data",
+        "v=0",
+        &format!("{https}/whep"),
+    ]);
+    assert!(whep.ends_with("\n400"), "{whep}");
+    assert!(
+        server.log_text().contains("serving https://"),
+        "{}",
+        server.log_text()
+    );
+}
