@@ -44,7 +44,8 @@ impl Pixels {
         match self {
             Pixels::Yuyv => yuyv_to_rgb(data, width, height, stride),
             Pixels::Mjpeg => {
-                let picture = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg)
+                let jpeg = with_default_tables(data);
+                let picture = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
                     .context("an MJPEG frame does not decode")?
                     .into_rgb8();
                 Frame::from_rgb(picture.width(), picture.height(), picture.into_raw())
@@ -132,6 +133,31 @@ impl Source for Camera {
     }
 }
 
+/// The JPEG's header segments, up to the scan: each one's marker and bytes.
+fn header_segments(jpeg: &[u8]) -> impl Iterator<Item = (u8, std::ops::Range<usize>)> + '_ {
+    let mut at = 2;
+    std::iter::from_fn(move || {
+        let head = jpeg.get(at..at + 4)?;
+        if head[0] != 0xff || head[1] == 0xda {
+            return None;
+        }
+        let start = at;
+        at += 2 + u16::from_be_bytes([head[2], head[3]]) as usize;
+        Some((head[1], start..at))
+    })
+}
+
+/// Webcams leave the standard Huffman tables (DHT) out of their MJPEG frames. An `AVI1`
+/// APP0 segment after the start marker is how the decoder learns to use the standard ones.
+fn with_default_tables(jpeg: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const DHT: u8 = 0xc4;
+    const AVI1: [u8; 9] = [0xff, 0xe0, 0, 7, b'A', b'V', b'I', b'1', 0];
+    if jpeg.len() < 2 || header_segments(jpeg).any(|(marker, _)| marker == DHT) {
+        return jpeg.into();
+    }
+    [&jpeg[..2], &AVI1, &jpeg[2..]].concat().into()
+}
+
 /// YUYV 4:2:2 (Y0 U Y1 V for each two pixels), BT.601 limited range, to RGB.
 fn yuyv_to_rgb(data: &[u8], width: u32, height: u32, stride: u32) -> anyhow::Result<Frame> {
     let (w, h) = (width as usize, height as usize);
@@ -212,18 +238,17 @@ mod tests {
         );
     }
 
-    /// The JPEG without its segments of one marker type (up to the scan data).
-    fn without_segment(jpeg: &[u8], marker: u8) -> Vec<u8> {
+    /// The JPEG without its header segments of one marker type.
+    fn without_segment(jpeg: &[u8], unwanted: u8) -> Vec<u8> {
         let mut out = jpeg[..2].to_vec();
-        let mut at = 2;
-        while jpeg[at] == 0xff && jpeg[at + 1] != 0xda {
-            let length = u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]) as usize;
-            if jpeg[at + 1] != marker {
-                out.extend_from_slice(&jpeg[at..at + 2 + length]);
+        let mut scan = 2;
+        for (marker, bytes) in header_segments(jpeg) {
+            scan = bytes.end;
+            if marker != unwanted {
+                out.extend_from_slice(&jpeg[bytes]);
             }
-            at += 2 + length;
         }
-        out.extend_from_slice(&jpeg[at..]);
+        out.extend_from_slice(&jpeg[scan..]);
         out
     }
 }
