@@ -235,6 +235,8 @@ fn an_rtsp_camera_plays_reconnects_after_a_restart_and_keeps_its_password_secret
         s["input"]["uri"] == shown_uri.as_str() && s["input"]["state"] == "error"
     });
     drop(camera);
+    let reason = refused["input"]["error"].as_str().unwrap();
+    assert!(reason.contains("401"), "{reason}");
 
     let log = server.log_text();
     for text in [

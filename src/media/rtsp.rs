@@ -19,9 +19,13 @@ use url::Url;
 /// No frame for this long: the camera is taken as gone.
 const QUIET_LIMIT: Duration = Duration::from_secs(10);
 
+/// Time given to retina's TEARDOWN when a camera is closed, so it frees its session.
+const TEARDOWN_WAIT: Duration = Duration::from_millis(300);
+
 pub struct Rtsp {
     runtime: tokio::runtime::Runtime,
-    stream: Demuxed,
+    /// Taken only on drop.
+    stream: Option<Demuxed>,
     decoder: Decoder,
 }
 
@@ -72,11 +76,11 @@ impl Rtsp {
             .enable_all()
             .build()?;
         let stream = runtime
-            .block_on(tokio::time::timeout(QUIET_LIMIT, connect(target)))
+            .block_on(async { tokio::time::timeout(QUIET_LIMIT, connect(target)).await })
             .map_err(|_| anyhow::anyhow!("the camera did not answer within {QUIET_LIMIT:?}"))??;
         Ok(Rtsp {
             runtime,
-            stream,
+            stream: Some(stream),
             decoder: Decoder::new()?,
         })
     }
@@ -108,9 +112,10 @@ async fn connect(target: Target) -> anyhow::Result<Demuxed> {
 impl Source for Rtsp {
     fn next_frame(&mut self) -> anyhow::Result<Frame> {
         loop {
+            let stream = self.stream.as_mut().expect("taken only on drop");
             let item = self
                 .runtime
-                .block_on(tokio::time::timeout(QUIET_LIMIT, self.stream.next()))
+                .block_on(async { tokio::time::timeout(QUIET_LIMIT, stream.next()).await })
                 .map_err(|_| anyhow::anyhow!("no video from the camera for {QUIET_LIMIT:?}"))?
                 .context("the camera ended the stream")??;
             if let CodecItem::VideoFrame(video) = item {
@@ -119,6 +124,17 @@ impl Source for Rtsp {
                 }
             }
         }
+    }
+}
+
+impl Drop for Rtsp {
+    fn drop(&mut self) {
+        // The session sends TEARDOWN from a task it spawns on drop: that needs the runtime.
+        let stream = self.stream.take();
+        self.runtime.block_on(async move {
+            drop(stream);
+            tokio::time::sleep(TEARDOWN_WAIT).await;
+        });
     }
 }
 

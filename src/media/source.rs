@@ -167,14 +167,14 @@ impl Worker {
         let mut retry = FIRST_RETRY;
         while !self.stopped() {
             self.report("connecting", None, None);
-            let failure = match open(&self.input) {
+            let failure = match guarded(|| open(&self.input)) {
                 Ok(mut source) => {
                     let mut size = None;
                     loop {
                         if self.stopped() {
                             return;
                         }
-                        match source.next_frame() {
+                        match guarded(|| source.next_frame()) {
                             Ok(frame) => {
                                 if size != Some((frame.width, frame.height)) {
                                     size = Some((frame.width, frame.height));
@@ -228,6 +228,19 @@ impl Worker {
     }
 }
 
+/// `step`'s result, with a panic (a bug in a decoder, say) turned into an error, so that
+/// the capture thread reports it and tries again.
+fn guarded<T>(step: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(anyhow::anyhow!("the source failed unexpectedly: {message}"))
+    })
+}
+
 /// The URI without credentials (`rtsp://user:pass@cam/...` -> `rtsp://cam/...`), for logs and status.
 pub fn redact(uri: &str) -> String {
     match uri.split_once("://") {
@@ -254,6 +267,13 @@ mod tests {
         );
         assert_eq!(redact("rtsp://cam/a@b"), "rtsp://cam/a@b");
         assert_eq!(redact("images:/srv/pictures"), "images:/srv/pictures");
+    }
+
+    #[test]
+    fn a_panicking_source_is_an_error() {
+        let error = guarded::<()>(|| panic!("bad bits")).unwrap_err();
+        assert!(error.to_string().contains("bad bits"), "{error}");
+        assert_eq!(guarded(|| Ok(3)).unwrap(), 3);
     }
 
     #[test]
