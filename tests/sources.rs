@@ -254,7 +254,7 @@ fn an_rtsp_camera_plays_reconnects_after_a_restart_and_keeps_its_password_secret
 }
 
 #[test]
-fn a_flip_applies_to_the_frames_without_reopening_the_source() {
+fn a_flip_turns_the_frames_of_a_running_source() {
     let server = Server::start_with(
         |t| {
             t.replace("width = 1280 ", "width = 64 ")

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Where the access units come from.
 enum Demuxer {
-    Mp4(Mp4Video),
+    Mp4(Box<Mp4Video>),
     /// Paced by the SPS's VUI timing when it has some, else by `input.fps`.
     Elementary(AccessUnits<BufReader<File>>),
 }
@@ -27,7 +27,7 @@ impl Demuxer {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         if matches!(extension.as_deref(), Some("mp4" | "m4v" | "mov")) {
-            return Ok(Demuxer::Mp4(Mp4Video::open(path)?));
+            return Ok(Demuxer::Mp4(Box::new(Mp4Video::open(path)?)));
         }
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Demuxer::Elementary(AccessUnits::new(BufReader::new(file))))
