@@ -131,11 +131,23 @@ fn missing_and_corrupt_inputs_are_errors_and_rest_switches_sources_live() {
     make_video(&corrupt_mp4, 30, 15);
     let bytes = std::fs::read(&corrupt_mp4).unwrap();
     std::fs::write(&corrupt_mp4, &bytes[..bytes.len() / 2]).unwrap();
-    for (path, why) in [
-        (&corrupt_h264, "no H.264 picture"),
-        (&corrupt_mp4, "not a readable MP4"),
-    ] {
-        let uri = format!("file:{}", path.display());
+    let broken = [
+        (
+            format!("file:{}", corrupt_h264.display()),
+            "no H.264 picture",
+        ),
+        (
+            format!("file:{}", corrupt_mp4.display()),
+            "not a readable MP4",
+        ),
+        // No camera here: a missing device, and a device that is no camera.
+        (
+            "v4l2:/dev/video-none".to_owned(),
+            "cannot open /dev/video-none",
+        ),
+        ("v4l2:/dev/null".to_owned(), "not a V4L2 device"),
+    ];
+    for (uri, why) in broken {
         put_uri(&server, &uri);
         let failed = wait_input(&server, |s| {
             s["input"]["uri"] == uri.as_str() && s["input"]["state"] == "error"

@@ -86,9 +86,13 @@ pub struct Camera {
 impl Camera {
     pub fn open(path: &str, width: u32, height: u32, fps: u32) -> anyhow::Result<Camera> {
         let device = Device::with_path(path).with_context(|| format!("cannot open {path}"))?;
+        let card = device
+            .query_caps()
+            .with_context(|| format!("{path} is not a V4L2 device"))?
+            .card;
         let offered: Vec<FourCC> = device
             .enum_formats()
-            .with_context(|| format!("{path} lists no formats: is it a capture device?"))?
+            .with_context(|| format!("{path} ({card}) lists no formats"))?
             .iter()
             .map(|d| d.fourcc)
             .collect();
@@ -107,7 +111,7 @@ impl Camera {
             .map(|p| format!("{}/{}", p.interval.denominator, p.interval.numerator))
             .unwrap_or_else(|e| format!("its own rate ({e})"));
         tracing::info!(
-            "{path}: {} {}x{} at {rate} frames/s (asked {width}x{height} at {fps})",
+            "{path} ({card}): {} {}x{} at {rate} frames/s (asked {width}x{height} at {fps})",
             format.fourcc,
             format.width,
             format.height
