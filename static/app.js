@@ -142,7 +142,8 @@ function showStatus({ status, results }) {
   $('[data-stat="frames"]').textContent = pipeline.frames || 0;
   $('[data-stat="dropped"]').textContent = pipeline.dropped || 0;
   const input = status.input || {};
-  $('[data-stat="input"]').textContent = `${input.uri || ''} ${input.state || ''}`;
+  const why = input.error || input.detail;
+  $('[data-stat="input"]').textContent = `${input.uri || ''} ${input.state || ''}${why ? `: ${why}` : ''}`;
   showConfigError(status.config && status.config.error ? status.config.error.split('\n') : []);
   for (const [section, model] of Object.entries(status.models || {})) {
     const state = $(`[data-state-for="${section}"]`);

@@ -31,7 +31,6 @@ impl Frame {
         }
     }
 
-    #[cfg(test)]
     pub fn from_rgb(width: u32, height: u32, rgb: Vec<u8>) -> anyhow::Result<Frame> {
         anyhow::ensure!(
             rgb.len() == width as usize * height as usize * 3,

@@ -1,7 +1,7 @@
 //! The `images:` source: JPEG and PNG pictures from a folder, a glob (`/srv/*.jpg`) or one
 //! file, shown in name order at `input.fps`, fitted into the frame size, looping or once.
 
-use super::source::{Pacer, Source};
+use super::source::{Ended, Pacer, Source};
 use super::Frame;
 use crate::settings::typed::Input;
 use crate::vision::preprocess;
@@ -38,10 +38,10 @@ impl Images {
 impl Source for Images {
     fn next_frame(&mut self) -> anyhow::Result<Frame> {
         if self.next == self.files.len() {
-            anyhow::ensure!(
-                self.looping,
-                "the last picture was shown (input.loop = false)"
-            );
+            if !self.looping {
+                let why = "the last picture was shown (input.loop = false)";
+                return Err(Ended(why.into()).into());
+            }
             self.next = 0;
         }
         let picture = Frame::load(&self.files[self.next])?;

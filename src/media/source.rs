@@ -2,12 +2,14 @@
 //! in a slot for the pipeline, reports its state, and reopens a failed source with backoff.
 
 use super::slot::LatestFrame;
-use super::{images::Images, test_pattern::TestPattern, webrtc::WebrtcInput, Frame};
+use super::{
+    file::VideoFile, images::Images, rtsp::Rtsp, test_pattern::TestPattern, v4l2::Camera,
+    webrtc::WebrtcInput, Frame,
+};
 use crate::pipeline::status::Shared;
 use crate::settings::typed::Input;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// A source of frames; `next_frame` blocks until the next one is due.
@@ -36,6 +38,19 @@ pub fn open<'a>(input: &Input, shared: &'a Shared) -> anyhow::Result<Box<dyn Sou
     if let Some(pattern) = uri.strip_prefix("images:") {
         return Ok(Box::new(Images::open(pattern, input)?));
     }
+    if let Some(path) = uri.strip_prefix("file:") {
+        return Ok(Box::new(VideoFile::open(path, input)?));
+    }
+    if let Some(path) = uri.strip_prefix("v4l2:") {
+        let (w, h, fps) = (input.width, input.height, input.fps);
+        return Ok(Box::new(Camera::open(path, w, h, fps)?));
+    }
+    if ["rtsp://", "rtspt://", "rtspu://"]
+        .iter()
+        .any(|p| uri.starts_with(p))
+    {
+        return Ok(Box::new(Rtsp::open(uri)?));
+    }
     anyhow::bail!("input {uri:?} is not supported by this build yet")
 }
 
@@ -54,44 +69,86 @@ impl Pacer {
     }
 
     pub fn wait(&mut self) {
+        self.wait_for(self.period);
+    }
+
+    /// Sleeps until this frame is due, and makes the next one due `shown` later (video
+    /// files say how long each frame is shown).
+    pub fn wait_for(&mut self, shown: Duration) {
         let now = Instant::now();
         if self.next > now {
             std::thread::sleep(self.next - now);
-        } else if now - self.next > self.period {
+        } else if now - self.next > shown {
             // Fell behind (a slow disk, a suspended machine): don't burst to catch up.
             self.next = now;
         }
-        self.next += self.period;
+        self.next += shown;
     }
 }
 
-/// A running source: its thread stops and is joined when this is dropped.
+/// Why a source has nothing more to give, by design (a file played once): the capture
+/// thread then reports `waiting` with this reason instead of reopening it.
+#[derive(Debug)]
+pub struct Ended(pub String);
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Ended {}
+
+/// A running source. Dropping it stops its thread, waiting a little for it to let go of
+/// its device; a thread stuck in a slow call finishes on its own, unheard.
 pub struct Capture {
     pub input: Input,
     pub slot: Arc<LatestFrame>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Disconnected when the thread ends.
+    ended: mpsc::Receiver<()>,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(30);
+/// The most the pipeline thread waits for an old source to stop.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl Capture {
     pub fn start(input: Input, shared: Arc<Shared>) -> Capture {
         let slot = Arc::new(LatestFrame::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (input, slot, stop) = (input.clone(), slot.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("capture".into())
-                .spawn(move || capture(&input, &slot, &stop, &shared))
-                .expect("spawn capture thread")
+        let (alive, ended) = mpsc::channel::<()>();
+        let worker = Worker {
+            input: input.clone(),
+            slot: slot.clone(),
+            stop: stop.clone(),
+            shared,
         };
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                let _alive = alive;
+                worker.run();
+            })
+            .expect("spawn capture thread");
         Capture {
             input,
             slot,
             stop,
-            thread: Some(thread),
+            ended,
+        }
+    }
+
+    /// Whether this capture already serves `input`: only a change of source or its size,
+    /// rate or looping reopens it (flipping is the pipeline's).
+    pub fn serves(&self, input: &Input) -> bool {
+        Input {
+            flip: String::new(),
+            ..self.input.clone()
+        } == Input {
+            flip: String::new(),
+            ..input.clone()
         }
     }
 }
@@ -99,60 +156,99 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let _ = self.ended.recv_timeout(STOP_WAIT);
     }
 }
 
-fn capture(input: &Input, slot: &LatestFrame, stop: &AtomicBool, shared: &Shared) {
-    let mut retry = FIRST_RETRY;
-    while !stop.load(Ordering::Relaxed) {
-        report(shared, input, "connecting", None);
-        let failure = match open(input, shared) {
-            Ok(mut source) => {
-                let mut reported = "connecting";
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    match source.next_frame() {
-                        Ok(frame) => {
-                            if source.state() != reported {
-                                reported = source.state();
-                                report(shared, input, reported, None);
-                                retry = FIRST_RETRY;
-                            }
-                            slot.put(frame.flipped(&input.flip));
+struct Worker {
+    input: Input,
+    slot: Arc<LatestFrame>,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn run(&self) {
+        let mut retry = FIRST_RETRY;
+        while !self.stopped() {
+            self.report("connecting", None, None);
+            let failure = match guarded(|| open(&self.input, &self.shared)) {
+                Ok(mut source) => {
+                    let mut reported = None;
+                    loop {
+                        if self.stopped() {
+                            return;
                         }
-                        Err(e) => break e,
+                        match guarded(|| source.next_frame()) {
+                            Ok(frame) => {
+                                let now = (source.state(), (frame.width, frame.height));
+                                if reported != Some(now) {
+                                    reported = Some(now);
+                                    self.report(now.0, None, Some(now.1));
+                                    retry = FIRST_RETRY;
+                                }
+                                self.slot.put(frame);
+                            }
+                            Err(e) => break e,
+                        }
                     }
                 }
+                Err(e) => e,
+            };
+            if let Some(ended) = failure.downcast_ref::<Ended>() {
+                tracing::info!(uri = %redact(&self.input.uri), "input ended: {ended}");
+                self.report("waiting", Some(ended.to_string()), None);
+                while !self.stopped() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return;
             }
-            Err(e) => e,
-        };
-        tracing::warn!(uri = %redact(&input.uri), "input failed: {failure:#}; retrying in {retry:?}");
-        report(shared, input, "error", Some(format!("{failure:#}")));
-        sleep_unless_stopped(retry, stop);
-        retry = (retry * 2).min(LAST_RETRY);
+            tracing::warn!(uri = %redact(&self.input.uri), "input failed: {failure:#}; retrying in {retry:?}");
+            self.report("error", Some(format!("{failure:#}")), None);
+            let until = Instant::now() + retry;
+            while Instant::now() < until && !self.stopped() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            retry = (retry * 2).min(LAST_RETRY);
+        }
+    }
+
+    /// Puts the state in `/api/v1/status`, unless a newer source took over meanwhile;
+    /// `size` is the frames' when known, else the configured one.
+    fn report(&self, state: &str, reason: Option<String>, size: Option<(u32, u32)>) {
+        if self.stopped() {
+            return;
+        }
+        let input = &self.input;
+        self.shared.update_status(|status| {
+            status.input.uri = redact(&input.uri);
+            (status.input.width, status.input.height) = size.unwrap_or((input.width, input.height));
+            status.input.state = state.to_owned();
+            let (error, detail) = match state {
+                "error" => (reason, None),
+                _ => (None, reason),
+            };
+            status.input.error = error;
+            status.input.detail = detail;
+        });
     }
 }
 
-fn report(shared: &Shared, input: &Input, state: &str, error: Option<String>) {
-    shared.update_status(|status| {
-        status.input.uri = redact(&input.uri);
-        status.input.width = input.width;
-        status.input.height = input.height;
-        status.input.state = state.to_owned();
-        status.input.error = error;
-    });
-}
-
-fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
-    let until = Instant::now() + total;
-    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// `step`'s result, with a panic (a bug in a decoder, say) turned into an error, so that
+/// the capture thread reports it and tries again.
+fn guarded<T>(step: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(anyhow::anyhow!("the source failed unexpectedly: {message}"))
+    })
 }
 
 /// The URI without credentials (`rtsp://user:pass@cam/...` -> `rtsp://cam/...`), for logs and status.
@@ -181,6 +277,13 @@ mod tests {
         );
         assert_eq!(redact("rtsp://cam/a@b"), "rtsp://cam/a@b");
         assert_eq!(redact("images:/srv/pictures"), "images:/srv/pictures");
+    }
+
+    #[test]
+    fn a_panicking_source_is_an_error() {
+        let error = guarded::<()>(|| panic!("bad bits")).unwrap_err();
+        assert!(error.to_string().contains("bad bits"), "{error}");
+        assert_eq!(guarded(|| Ok(3)).unwrap(), 3);
     }
 
     #[test]

@@ -59,7 +59,11 @@ impl Pipeline {
 
     /// One turn: apply settings, take the newest frame if one came, run and draw the models.
     fn step(&mut self, settings: &Arc<Settings>) {
-        if self.capture.as_ref().map(|c| &c.input) != Some(&settings.input) {
+        if !self
+            .capture
+            .as_ref()
+            .is_some_and(|c| c.serves(&settings.input))
+        {
             self.capture = None; // stop the old source before opening the device again
             self.capture = Some(Capture::start(settings.input.clone(), self.shared.clone()));
         }
@@ -67,7 +71,8 @@ impl Pipeline {
         let capture = self.capture.as_ref().expect("started above");
         let frame = capture.slot.take(FRAME_WAIT);
         let dropped = capture.slot.dropped();
-        if let Some(mut frame) = frame {
+        if let Some(frame) = frame {
+            let mut frame = frame.flipped(&settings.input.flip);
             self.models.process(&frame, settings);
             self.models.draw(&mut frame, settings);
             self.frames += 1;

@@ -43,7 +43,11 @@ pub struct InputStatus {
     pub uri: String,
     /// connecting | playing | waiting (no WHIP publisher) | error
     pub state: String,
+    /// Why it is in `error`.
     pub error: Option<String>,
+    /// Why it is `waiting` (e.g. a file played once has ended).
+    pub detail: Option<String>,
+    /// The frames' size once playing, else the configured one.
     pub width: u32,
     pub height: u32,
 }

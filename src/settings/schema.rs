@@ -135,9 +135,11 @@ impl Kind {
                 let s = text(value)?;
                 let known = s == "webrtc"
                     || s == "test"
-                    || ["images:", "file:", "v4l2:", "rtsp://", "rtsps://"]
-                        .iter()
-                        .any(|p| s.starts_with(p) && s.len() > p.len());
+                    || [
+                        "images:", "file:", "v4l2:", "rtsp://", "rtspt://", "rtspu://",
+                    ]
+                    .iter()
+                    .any(|p| s.starts_with(p) && s.len() > p.len());
                 if known {
                     Ok(Json::from(s))
                 } else {

@@ -6,6 +6,7 @@ use super::schema::{self, SCHEMA};
 use super::typed::Settings;
 use super::values::Values;
 use super::writeback;
+use crate::media::source::redact;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
@@ -285,6 +286,11 @@ impl Store {
             .send_replace(Arc::new(inner.effective.to_settings()));
         for event in changes {
             if let Event::Change { key, value, source } = &event {
+                // A camera URI may hold a password: log it without.
+                let value = match value.as_str() {
+                    Some(uri) if key == "input.uri" => redact(uri).into(),
+                    _ => value.clone(),
+                };
                 tracing::info!(%key, %value, ?source, "setting changed");
             }
             let _ = self.events.send(event);

@@ -2,10 +2,8 @@
 //! openh264 on a thread of its own, and the pictures go to the `webrtc` input's slot.
 
 use super::peer::Events;
-use crate::media::Frame;
+use crate::media::h264::Decoder;
 use crate::pipeline::status::Shared;
-use openh264::decoder::Decoder;
-use openh264::formats::YUVSource;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp::codec::h264::H264Packet;
@@ -162,10 +160,7 @@ fn decode(queue: &Receiver<Unit>, shared: &Shared, needs_keyframe: &AtomicBool) 
     };
     while let Ok(unit) = queue.recv() {
         match decoder.decode(&unit.data) {
-            Ok(Some(picture)) => {
-                let (width, height) = picture.dimensions();
-                let mut frame = Frame::new(width as u32, height as u32);
-                picture.write_rgb8(&mut frame.rgb);
+            Ok(Some(mut frame)) => {
                 frame.received = Some(unit.received);
                 shared.ingest.slot.put(frame);
             }
