@@ -177,43 +177,54 @@ impl Worker {
         while !self.stopped() {
             self.report("connecting", None, None);
             let failure = match guarded(|| open(&self.input, &self.shared)) {
-                Ok(mut source) => {
-                    let mut reported = None;
-                    loop {
-                        if self.stopped() {
-                            return;
-                        }
-                        match guarded(|| source.next_frame()) {
-                            Ok(frame) => {
-                                let now = (source.state(), (frame.width, frame.height));
-                                if reported != Some(now) {
-                                    reported = Some(now);
-                                    self.report(now.0, None, Some(now.1));
-                                    retry = FIRST_RETRY;
-                                }
-                                self.slot.put(frame);
-                            }
-                            Err(e) => break e,
-                        }
-                    }
-                }
+                Ok(source) => match self.play(source, &mut retry) {
+                    Some(failure) => failure,
+                    None => return,
+                },
                 Err(e) => e,
             };
             if let Some(ended) = failure.downcast_ref::<Ended>() {
                 tracing::info!(uri = %redact(&self.input.uri), "input ended: {ended}");
                 self.report("waiting", Some(ended.to_string()), None);
-                while !self.stopped() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                self.idle_until(None);
                 return;
             }
             tracing::warn!(uri = %redact(&self.input.uri), "input failed: {failure:#}; retrying in {retry:?}");
             self.report("error", Some(format!("{failure:#}")), None);
-            let until = Instant::now() + retry;
-            while Instant::now() < until && !self.stopped() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            self.idle_until(Some(Instant::now() + retry));
             retry = (retry * 2).min(LAST_RETRY);
+        }
+    }
+
+    /// Passes the source's frames on, reporting its state and frame size as they change,
+    /// until it fails (its error) or the capture stops (`None`). Frames flowing again
+    /// reset the backoff.
+    fn play(
+        &self,
+        mut source: Box<dyn Source + '_>,
+        retry: &mut Duration,
+    ) -> Option<anyhow::Error> {
+        let mut reported = None;
+        while !self.stopped() {
+            let frame = match guarded(|| source.next_frame()) {
+                Ok(frame) => frame,
+                Err(e) => return Some(e),
+            };
+            let now = (source.state(), (frame.width, frame.height));
+            if reported != Some(now) {
+                reported = Some(now);
+                self.report(now.0, None, Some(now.1));
+                *retry = FIRST_RETRY;
+            }
+            self.slot.put(frame);
+        }
+        None
+    }
+
+    /// Sleeps until `until` (`None`: for good) or until the capture is stopped.
+    fn idle_until(&self, until: Option<Instant>) {
+        while !self.stopped() && until.is_none_or(|until| Instant::now() < until) {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
