@@ -4,7 +4,7 @@
 use crate::pipeline::{self, status::Shared};
 use crate::settings::{self, Store};
 use crate::vision::catalog::Catalog;
-use crate::{logging, web, webrtc};
+use crate::{logging, systemd, web, webrtc};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,6 +96,7 @@ async fn until_stopped(store: Arc<Store>) {
         }
     }
     tracing::info!("stopping");
+    systemd::notify("STOPPING=1");
 }
 
 fn follow_log_level(store: &Store, log_level: logging::LogLevel) {

@@ -1,13 +1,15 @@
 //! `visiond bench`: prints, never asserts. Per model, the median milliseconds a frame for
 //! visiond's onnxruntime engine, its tract engine and onnxruntime's own Python API on the same
 //! file and thread count; then the whole pipeline's frame rate at 1280x720 with every default
-//! model on, next to the sum of the models' own times (the rest is the pipeline's overhead).
+//! model on, with the time its engines took in that run (the rest is pre/post-processing and
+//! drawing).
 //! `visiond bench --webrtc` measures the WebRTC path instead (see `webrtc`).
 
 pub mod webrtc;
 
 use crate::engine::{
-    onnxruntime::OrtEngine, tract::TractEngine, DType, Engine, ModelInput, Tensor, TensorData,
+    onnxruntime::OrtEngine, tract::TractEngine, DType, Engine, Loader, ModelInput, Tensor,
+    TensorData,
 };
 use crate::media::{images, Frame};
 use crate::settings::values::Values;
@@ -15,6 +17,8 @@ use crate::vision::{self, catalog::Catalog};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Options {
@@ -42,7 +46,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .map(|e| median_ms(Box::new(e), &tensor, options.iterations));
         let tract = TractEngine::load(&path, &input, options.threads)
             .map(|e| median_ms(Box::new(e), &tensor, options.iterations));
-        let python = python_median_ms(&path, &input, options.threads, options.iterations);
+        let python = python_median_ms(&path, &input, &tensor, options.threads, options.iterations);
         let cell = |r: &anyhow::Result<f64>| {
             r.as_ref()
                 .map(|ms| format!("{ms:.1}"))
@@ -126,11 +130,11 @@ fn median(times: &mut [f64]) -> f64 {
 
 const PYTHON: &str = r#"
 import sys, time, numpy as np, onnxruntime as ort
-path, name, shape, dtype, threads, iterations = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3].split(',')], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+path, name, shape, dtype, data, threads, iterations = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3].split(',')], sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
 options = ort.SessionOptions(); options.intra_op_num_threads = threads
 session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 name = name or session.get_inputs()[0].name
-x = (np.random.RandomState(0).rand(*shape) * 255).astype(np.int32 if dtype == 'i32' else np.float32)
+x = np.fromfile(data, dtype='<i4' if dtype == 'i32' else '<f4').reshape(shape)
 session.run(None, {name: x})
 times = []
 for _ in range(iterations):
@@ -138,19 +142,23 @@ for _ in range(iterations):
 print(sorted(times)[len(times) // 2])
 "#;
 
-/// The same model through onnxruntime's Python API (`python3` with onnxruntime installed).
+/// The same model on the same input through onnxruntime's Python API (`python3` with
+/// onnxruntime and numpy installed). The input goes over as raw bytes: the values matter,
+/// since denormal floats inside a network can slow it severalfold.
 fn python_median_ms(
     path: &Path,
     input: &ModelInput,
+    tensor: &Tensor,
     threads: usize,
     iterations: usize,
 ) -> anyhow::Result<f64> {
     let shape: Vec<String> = input.shape.iter().map(|d| d.to_string()).collect();
-    let dtype = if input.dtype == DType::I32 {
-        "i32"
-    } else {
-        "f32"
+    let (dtype, bytes): (&str, Vec<u8>) = match &tensor.data {
+        TensorData::I32(v) => ("i32", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        TensorData::F32(v) => ("f32", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
     };
+    let data = std::env::temp_dir().join(format!("visiond-bench-{}.bin", std::process::id()));
+    std::fs::write(&data, bytes)?;
     let output =
         Command::new(std::env::var("VISIOND_BENCH_PYTHON").unwrap_or_else(|_| "python3".into()))
             .args(["-c", PYTHON])
@@ -158,9 +166,12 @@ fn python_median_ms(
             .arg(&input.name)
             .arg(shape.join(","))
             .arg(dtype)
+            .arg(&data)
             .arg(threads.to_string())
             .arg(iterations.to_string())
-            .output()?;
+            .output();
+    let _ = std::fs::remove_file(&data);
+    let output = output?;
     anyhow::ensure!(
         output.status.success(),
         "python3 with onnxruntime: {}",
@@ -172,7 +183,10 @@ fn python_median_ms(
     Ok(String::from_utf8(output.stdout)?.trim().parse()?)
 }
 
-/// Every default model on one 1280x720 frame, as the pipeline runs them.
+/// Every default model on one 1280x720 frame, as the pipeline runs them. The engines' time
+/// is measured inside this run (each task's engine is wrapped in a stopwatch), because the
+/// tasks do not run every network on every frame (action runs I3D on each sampled frame once
+/// its window is full; hands run the landmark model only where a palm was found).
 fn pipeline_rate(
     catalog: &Catalog,
     options: &Options,
@@ -191,9 +205,11 @@ fn pipeline_rate(
     );
     let settings = values.to_settings();
     let (loader, choice) = crate::engine::choose(&settings.engine);
+    let stopwatch = Stopwatch::default();
+    let timed_loader = stopwatch.wrap(loader);
     let ctx = vision::Context {
         catalog,
-        loader: loader.as_ref(),
+        loader: timed_loader.as_ref(),
     };
     let mut tasks = Vec::new();
     for section in vision::DRAW_ORDER {
@@ -203,28 +219,34 @@ fn pipeline_rate(
         }
     }
     let frame = images::fit(&Frame::load(&options.picture)?, 1280, 720);
-    let mut model_ms = vec![Vec::new(); tasks.len()];
-    let mut frame_ms = Vec::new();
-    for _ in 0..options.iterations + 1 {
+    // Unmeasured: the first run of every network, and until every task's window is full.
+    let warm_up = tasks
+        .iter()
+        .map(|(_, task)| task.frames_needed(&settings))
+        .max()
+        .unwrap_or(1);
+    let mut frames = Vec::new();
+    for i in 0..warm_up + options.iterations {
+        stopwatch.reset();
         let start = Instant::now();
         let mut annotated = frame.clone();
-        for (i, (_, task)) in tasks.iter_mut().enumerate() {
-            let model_start = Instant::now();
+        for (_, task) in tasks.iter_mut() {
             task.process(&annotated, &settings)?;
-            model_ms[i].push(model_start.elapsed().as_secs_f64() * 1000.0);
         }
         for (_, task) in &tasks {
             task.draw(&mut annotated, &settings);
         }
-        frame_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        if i >= warm_up {
+            frames.push((start.elapsed().as_secs_f64() * 1000.0, stopwatch.ms()));
+        }
     }
-    let frame_median = median(&mut frame_ms[1..].to_vec());
-    let tasks_sum: f64 = model_ms
-        .iter_mut()
-        .map(|t| median(&mut t[1..].to_vec()))
-        .sum();
-    // The engine's own time for each task's network, as measured in the table above.
-    let engines_sum: f64 = tasks
+    let count = frames.len() as f64;
+    let frame_mean = frames.iter().map(|(frame, _)| frame).sum::<f64>() / count;
+    let engines_mean = frames.iter().map(|(_, engines)| engines).sum::<f64>() / count;
+    let mut frame_ms: Vec<f64> = frames.iter().map(|(frame, _)| *frame).collect();
+    let overhead = frame_mean - engines_mean;
+    // The single-model table's times added up, as if every network ran on every frame.
+    let single_sum: f64 = tasks
         .iter()
         .filter_map(|(section, _)| {
             let network = &settings.model(section)?.network;
@@ -237,18 +259,58 @@ fn pipeline_rate(
         })
         .sum();
     println!(
-        "\nWhole pipeline at 1280x720, {} ({} threads), models: {}",
+        "\nWhole pipeline at 1280x720, {} ({} threads), {} frames after {warm_up} to fill the windows; models: {}",
         choice.backend,
         options.threads,
+        frames.len(),
         tasks.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(", ")
     );
-    println!("| frame ms | FPS | sum of single-model engine ms | tasks' ms (with pre/post-processing) | pipeline overhead ms | overhead share |");
-    println!("|---:|---:|---:|---:|---:|---:|");
-    let overhead = frame_median - engines_sum;
+    println!("| frame ms (mean) | frame ms (median) | FPS | engines ms a frame (in this run) | single-model times added up | pre/post-processing and drawing ms | their share |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {frame_median:.1} | {:.1} | {engines_sum:.1} | {tasks_sum:.1} | {overhead:.1} | {:.1}% |",
-        1000.0 / frame_median,
-        100.0 * overhead / frame_median
+        "| {frame_mean:.1} | {:.1} | {:.1} | {engines_mean:.1} | {single_sum:.1} | {overhead:.1} | {:.1}% |",
+        median(&mut frame_ms),
+        1000.0 / frame_mean,
+        100.0 * overhead / frame_mean
     );
     Ok(())
+}
+
+/// Time spent inside `Engine::run`, over every engine a loader made.
+#[derive(Clone, Default)]
+struct Stopwatch(Arc<AtomicU64>);
+
+impl Stopwatch {
+    fn wrap(&self, loader: Arc<Loader>) -> Arc<Loader> {
+        let stopwatch = self.clone();
+        Arc::new(move |path: &Path, input: &ModelInput| {
+            Ok(Box::new(Timed {
+                engine: loader(path, input)?,
+                stopwatch: stopwatch.clone(),
+            }) as Box<dyn Engine>)
+        })
+    }
+
+    fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    fn ms(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+struct Timed {
+    engine: Box<dyn Engine>,
+    stopwatch: Stopwatch,
+}
+
+impl Engine for Timed {
+    fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        let start = Instant::now();
+        let outputs = self.engine.run(input);
+        let nanos = start.elapsed().as_nanos() as u64;
+        self.stopwatch.0.fetch_add(nanos, Ordering::Relaxed);
+        outputs
+    }
 }

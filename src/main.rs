@@ -8,6 +8,7 @@ mod logging;
 mod media;
 mod pipeline;
 mod settings;
+mod systemd;
 mod vision;
 mod web;
 mod webrtc;

@@ -1,10 +1,11 @@
 //! The video sources on the real binary: H.264 files (MP4 and elementary streams) that the
 //! tests make with ffmpeg, an RTSP camera served by GStreamer that the test kills and
-//! restarts, pictures from tests/data, and switching between them over REST.
+//! restarts, pictures from tests/data, and switching between them over REST, also while
+//! WebRTC viewers watch.
 
 mod common;
 
-use common::{free_port, Server};
+use common::{aiortc, free_port, ice_on_machine_address, small_input, with_input, Server};
 use serde_json::{json, Value as Json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -310,4 +311,58 @@ fn a_flip_turns_the_frames_of_a_running_source() {
         "{turned_error} vs {same_error}"
     );
     assert_eq!(status(&server)["input"]["state"], json!("playing"));
+}
+
+#[test]
+fn switching_the_source_keeps_webrtc_viewers_connected_and_watching() {
+    let server = Server::start_with(
+        |t| small_input(ice_on_machine_address(with_input(t, "test"))),
+        &[],
+    );
+    let clip = server.dir.path().join("clip.mp4");
+    make_video(&clip, 300, 15);
+    // Two viewers watch for 12 s; meanwhile the source changes twice, over REST and by
+    // editing the file: the test pattern (320x240), an MP4 (160x120), the pictures.
+    let report = std::thread::scope(|scope| {
+        let switches = scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(4));
+            put_uri(&server, &format!("file:{}", clip.display()));
+            wait_input(&server, |s| {
+                s["input"]["state"] == "playing" && s["input"]["width"] == 160
+            });
+            std::thread::sleep(Duration::from_secs(3));
+            let text = std::fs::read_to_string(&server.config).unwrap();
+            let pictures = format!("images:{}", data("*.jpg"));
+            let uri_line = format!("uri = {}", json!(format!("file:{}", clip.display())));
+            assert!(text.contains(&uri_line), "the PUT is in the file");
+            common::save_by_rename(
+                &server.config,
+                &text.replace(&uri_line, &format!("uri = {}", json!(pictures))),
+            );
+            wait_input(&server, |s| {
+                s["input"]["state"] == "playing" && s["input"]["uri"] == pictures.as_str()
+            });
+            status(&server)["peers"]["viewers"].clone()
+        });
+        let report = aiortc(&server, &["play", "--viewers", "2", "--seconds", "12"]);
+        (switches.join().unwrap(), report)
+    });
+    let (viewers_after_switching, report) = report;
+    assert_eq!(viewers_after_switching, 2, "both viewers stayed: {report}");
+    for viewer in report["viewers"].as_array().unwrap() {
+        let sizes = viewer["sizes"].as_array().unwrap();
+        // The frame size as it changed: pattern, clip, pictures (fitted to 320x240).
+        assert_eq!(
+            sizes,
+            &[json!([320, 240]), json!([160, 120]), json!([320, 240])],
+            "{report}"
+        );
+        assert!(viewer["frames"].as_u64().unwrap() > 60, "{report}");
+        let gap = viewer["longest_gap"].as_f64().unwrap();
+        assert!(gap < 3.0, "the video went on across the switches: {report}");
+        assert_eq!(
+            viewer["delete"], 200,
+            "its session was still there: {report}"
+        );
+    }
 }

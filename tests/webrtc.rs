@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{ice_on_machine_address, process_usage, small_input, with_input, Server};
+use common::{aiortc, ice_on_machine_address, process_usage, small_input, with_input, Server};
 use serde_json::Value as Json;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -83,30 +82,6 @@ fn whip_needs_the_token_and_whep_only_with_auth_viewers() {
 }
 
 /// Runs tests/webrtc_client.py with the venv tools/setup makes; returns its JSON report.
-fn aiortc(server: &Server, args: &[&str]) -> Json {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("vendor/aiortc/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run tools/setup",
-        python.display()
-    );
-    let output = Command::new(python)
-        .arg(root.join("tests/webrtc_client.py"))
-        .arg(server.url(""))
-        .args(args)
-        .output()
-        .expect("run the aiortc client");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "aiortc client {args:?} failed:\n{}\nvisiond log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log_text()
-    );
-    json(&stdout)
-}
-
 fn colours(viewer: &Json) -> Vec<[f64; 3]> {
     viewer["colours"]
         .as_array()
@@ -273,4 +248,114 @@ fn with_a_certificate_everything_is_served_over_https() {
         "{}",
         server.log_text()
     );
+}
+
+/// A browser-like WHEP offer: one H.264 video stream to receive, no candidates (WHEP clients
+/// may send them later or never).
+const VIEWER_OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+a=msid-semantic: WMS\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:Wq3n\r\n\
+a=ice-pwd:8Zk1yS0vVf5hPq2mTn7cLr4x\r\n\
+a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:D0:A2:11:1C:5E:7B:29:3F:6C:2B:91:4D:7E:A1:0F:33:C8:94:E2:56:AB:1D:70:9C:04\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=recvonly\r\n\
+a=rtcp-mux\r\n\
+a=rtcp-rsize\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 nack\r\n\
+a=rtcp-fb:102 nack pli\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+fn candidates(answer: &str) -> Vec<&str> {
+    answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect()
+}
+
+#[test]
+fn a_nat_1to1_address_replaces_the_host_address_in_the_answer() {
+    let machine = common::machine_address();
+    let server = Server::start_with(
+        |t| {
+            ice_on_machine_address(t).replace("nat_1to1_ip = \"\"", "nat_1to1_ip = \"203.0.113.7\"")
+        },
+        &[],
+    );
+    let (status, answer) = server.request("POST", "/whep", &[OFFER_TYPE], Some(VIEWER_OFFER));
+    assert_eq!(status, 201, "{answer}");
+    let found = candidates(&answer);
+    assert!(!found.is_empty(), "{answer}");
+    for candidate in found {
+        assert!(candidate.contains(" 203.0.113.7 "), "{candidate}");
+        assert!(!candidate.contains(&format!(" {machine} ")), "{candidate}");
+    }
+}
+
+#[test]
+fn a_configured_stun_server_adds_a_server_reflexive_candidate() {
+    let (port, asked) = fake_stun_server([198, 51, 100, 20], 40_000);
+    let machine = common::machine_address();
+    let server = Server::start_with(
+        |t| {
+            ice_on_machine_address(t)
+                .replace("stun = \"\"", &format!("stun = \"stun:{machine}:{port}\""))
+        },
+        &[],
+    );
+    let (status, answer) = server.request("POST", "/whep", &[OFFER_TYPE], Some(VIEWER_OFFER));
+    assert_eq!(status, 201, "{answer}");
+    let found = candidates(&answer);
+    assert!(
+        found
+            .iter()
+            .any(|c| c.contains(" 198.51.100.20 40000 typ srflx")),
+        "{answer}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|c| c.contains(&format!(" {machine} ")) && c.contains("typ host")),
+        "the host candidate stays: {answer}"
+    );
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}
+
+/// A STUN server that answers every binding request with the same mapped address, as one
+/// in front of a NAT would; returns its port and how many requests it answered.
+fn fake_stun_server(
+    ip: [u8; 4],
+    port: u16,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let bound = socket.local_addr().unwrap().port();
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        let mut request = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut request) {
+            // A binding request: type 0x0001 and the magic cookie.
+            if n < 20 || request[..2] != [0, 1] || request[4..8] != MAGIC {
+                continue;
+            }
+            let xor_port = (port ^ 0x2112).to_be_bytes();
+            let mut response = vec![0x01, 0x01, 0, 12];
+            response.extend_from_slice(&request[4..20]); // cookie and transaction id
+            response.extend_from_slice(&[0x00, 0x20, 0, 8, 0, 0x01, xor_port[0], xor_port[1]]);
+            response.extend(ip.iter().zip(MAGIC).map(|(a, m)| a ^ m));
+            let _ = socket.send_to(&response, from);
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (bound, asked)
 }

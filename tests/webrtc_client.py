@@ -1,7 +1,8 @@
 """An independent WHIP/WHEP client for visiond's tests, on aiortc (not webrtc-rs).
 
     webrtc_client.py URL play --viewers N --seconds S
-        N viewers at once; prints per viewer the frames it decoded and how they looked.
+        N viewers at once; prints per viewer the frames it decoded, how they looked, the
+        frame size each time it changed, and the longest wait between two frames.
     webrtc_client.py URL publish-and-play --seconds S
         Publishes a green picture with a moving white box by WHIP (H.264) and plays the
         output by WHEP meanwhile; prints what the viewer saw.
@@ -85,8 +86,10 @@ async def view(base, seconds, report):
     tracks = asyncio.Queue()
     pc.on("track", lambda track: tracks.put_nowait(track))
     resource = await negotiate(pc, base + "/whep")
-    result = {"frames": 0, "size": None, "colours": [], "fingerprints": 0}
+    result = {"frames": 0, "size": None, "sizes": [], "colours": [], "fingerprints": 0}
+    result["longest_gap"] = 0.0  # seconds between two decoded frames, after the first
     fingerprints = set()
+    last = None
     try:
         await connected(pc)
         track = await asyncio.wait_for(tracks.get(), 10)
@@ -96,8 +99,14 @@ async def view(base, seconds, report):
                 frame = await asyncio.wait_for(track.recv(), 5)
             except (asyncio.TimeoutError, MediaStreamError):
                 break
+            now = time.monotonic()
+            if last is not None:
+                result["longest_gap"] = max(result["longest_gap"], now - last)
+            last = now
             result["frames"] += 1
             result["size"] = [frame.width, frame.height]
+            if not result["sizes"] or result["sizes"][-1] != result["size"]:
+                result["sizes"].append(result["size"])
             if result["frames"] % 5 == 0:
                 colour, fingerprint = describe(frame)
                 result["colours"].append(colour)

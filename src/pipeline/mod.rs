@@ -8,6 +8,7 @@ pub mod status;
 use crate::media::source::Capture;
 use crate::media::Frame;
 use crate::settings::{Settings, Store};
+use crate::systemd::Watchdog;
 use crate::vision::catalog::Catalog;
 use models::Models;
 use status::Shared;
@@ -32,8 +33,12 @@ pub fn spawn(
             // Every model's state is known before the first frame arrives (or never does).
             pipeline.models.update(&store.settings());
             pipeline.report(0);
+            // Fed here, not from a timer: a pipeline stuck in a model stops the pings and
+            // systemd restarts the service.
+            let mut watchdog = Watchdog::from_env();
             while !stop.load(Ordering::Relaxed) {
                 pipeline.step(&store.settings());
+                watchdog.feed();
             }
         })
 }

@@ -63,7 +63,7 @@ pub async fn serve(
             let (bound, serving) = warp::serve(routes(ctx))
                 .try_bind_with_graceful_shutdown(addr, shutdown)
                 .map_err(cannot)?;
-            tracing::info!("serving http://{bound}/");
+            ready(&format!("http://{bound}/"));
             serving.await;
         }
         ("", _) | (_, "") => {
@@ -76,11 +76,17 @@ pub async fn serve(
                 .key_path(key)
                 .try_bind_with_graceful_shutdown(addr, shutdown)
                 .map_err(cannot)?;
-            tracing::info!("serving https://{bound}/");
+            ready(&format!("https://{bound}/"));
             serving.await;
         }
     }
     Ok(())
+}
+
+/// The port is bound: log where, and tell systemd (`Type=notify`) that the service is up.
+fn ready(url: &str) {
+    tracing::info!("serving {url}");
+    crate::systemd::notify("READY=1");
 }
 
 pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {

@@ -194,7 +194,8 @@ impl Hub {
             Ok(viewer) => viewer,
             Err(e) => return Err(close_with(&pc, failed(e)).await),
         };
-        let answer = match peer::answer(&pc, &mut events, offer).await {
+        let answer = match peer::answer(&pc, &mut events, offer, &settings.webrtc.nat_1to1_ip).await
+        {
             Ok(answer) => answer,
             Err(e) => return Err(close_with(&pc, e.into()).await),
         };
@@ -240,7 +241,8 @@ impl Hub {
         if let Err(e) = whip::receive_video(&pc).await {
             return Err(close_with(&pc, failed(e)).await);
         }
-        let answer = match peer::answer(&pc, &mut events, offer).await {
+        let answer = match peer::answer(&pc, &mut events, offer, &settings.webrtc.nat_1to1_ip).await
+        {
             Ok(answer) => answer,
             Err(e) => return Err(close_with(&pc, e.into()).await),
         };

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState,
-    RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 /// How long the answer waits for host candidates (they take milliseconds; STUN takes longer).
@@ -143,14 +143,7 @@ pub async fn build(settings: &Webrtc) -> anyhow::Result<(Arc<dyn PeerConnection>
         .build();
     // Remote mDNS names are not resolved: browsers' checks reach our real addresses anyway,
     // and no multicast socket is opened per peer.
-    let mut engine =
-        SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
-    if !settings.nat_1to1_ip.is_empty() {
-        engine = engine.with_nat_1to1_ips(
-            vec![settings.nat_1to1_ip.clone()],
-            RTCIceCandidateType::Host,
-        );
-    }
+    let engine = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
     let addresses: Vec<String> = if settings.ice_hosts.is_empty() {
         vec!["0.0.0.0:0".to_owned()] // one socket per interface, loopback left out
     } else {
@@ -214,21 +207,46 @@ pub fn parse_offer(sdp: String) -> Result<RTCSessionDescription, OfferError> {
 }
 
 /// Applies the remote offer and returns the complete answer, candidates included (WHIP and
-/// WHEP clients may not trickle).
+/// WHEP clients may not trickle). With `nat_1to1_ip` set, host candidates announce that
+/// address instead of the machine's own.
 pub async fn answer(
     pc: &Arc<dyn PeerConnection>,
     events: &mut Events,
     offer: RTCSessionDescription,
+    nat_1to1_ip: &str,
 ) -> Result<String, OfferError> {
     let refused = |e: webrtc::error::Error| OfferError::Refused(e.to_string());
     pc.set_remote_description(offer).await.map_err(refused)?;
     let answer = pc.create_answer(None).await.map_err(refused)?;
     pc.set_local_description(answer).await.map_err(refused)?;
     events.gathered().await;
-    pc.local_description()
+    let answer = pc
+        .local_description()
         .await
         .map(|answer| answer.sdp)
-        .ok_or_else(|| OfferError::Refused("no local description".into()))
+        .ok_or_else(|| OfferError::Refused("no local description".into()))?;
+    Ok(match nat_1to1_ip {
+        "" => answer,
+        address => announce_host_candidates_as(&answer, address),
+    })
+}
+
+/// NAT 1:1 (a container's or a cloud machine's public address): the host candidates' address
+/// replaced, their ports kept. webrtc-rs 0.21 takes the setting but does not apply it.
+fn announce_host_candidates_as(sdp: &str, address: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            let Some(candidate) = line.strip_prefix("a=candidate:") else {
+                return line.to_owned();
+            };
+            // foundation component transport priority ADDRESS port typ TYPE ...
+            let mut fields: Vec<&str> = candidate.split(' ').collect();
+            if fields.len() > 7 && fields[6] == "typ" && fields[7].trim_end() == "host" {
+                fields[4] = address;
+            }
+            format!("a=candidate:{}", fields.join(" "))
+        })
+        .collect()
 }
 
 /// Passes inbound PLI and FIR packets to the application (track events); the default chain
@@ -290,6 +308,22 @@ impl Interceptor for KeyframeRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nat_1to1_rewrites_only_host_candidates() {
+        let sdp = "v=0\r\n\
+a=candidate:1 1 udp 2130706431 192.0.2.2 57139 typ host\r\n\
+a=candidate:2 1 udp 1694498815 198.51.100.20 40000 typ srflx raddr 192.0.2.2 rport 57139\r\n\
+a=end-of-candidates\r\n";
+        let announced = announce_host_candidates_as(sdp, "203.0.113.7");
+        assert_eq!(
+            announced,
+            "v=0\r\n\
+a=candidate:1 1 udp 2130706431 203.0.113.7 57139 typ host\r\n\
+a=candidate:2 1 udp 1694498815 198.51.100.20 40000 typ srflx raddr 192.0.2.2 rport 57139\r\n\
+a=end-of-candidates\r\n"
+        );
+    }
 
     #[test]
     fn ice_hosts_become_bind_addresses() {

@@ -343,3 +343,29 @@ pub fn small_input(text: String) -> String {
         .replace("height = 720 ", "height = 240 ")
         .replace("fps = 30 ", "fps = 15 ")
 }
+
+/// Runs the independent WebRTC client (tests/webrtc_client.py on aiortc, from the venv that
+/// tools/setup makes) against `server`; returns the JSON it prints.
+pub fn aiortc(server: &Server, args: &[&str]) -> serde_json::Value {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("vendor/aiortc/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tools/setup",
+        python.display()
+    );
+    let output = Command::new(python)
+        .arg(root.join("tests/webrtc_client.py"))
+        .arg(server.url(""))
+        .args(args)
+        .output()
+        .expect("run the aiortc client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "aiortc client {args:?} failed:\n{}\nvisiond log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
+}
