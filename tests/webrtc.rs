@@ -164,6 +164,22 @@ fn ten_viewers_at_once_all_receive_the_output() {
 }
 
 #[test]
+fn a_picture_loss_indication_gets_a_keyframe_at_once() {
+    let server = Server::start_with(
+        |t| small_input(ice_on_machine_address(with_input(t, "test"))),
+        &[],
+    );
+    let report = aiortc(&server, &["pli", "--count", "3"]);
+    let delays = report["delays"].as_array().unwrap();
+    assert_eq!(delays.len(), 3, "{report}");
+    for delay in delays {
+        // The periodic keyframe is 1.5 s away when the PLI goes out; at 15 fps the next
+        // frame is 67 ms away.
+        assert!(delay.as_f64().unwrap() < 0.7, "{report}");
+    }
+}
+
+#[test]
 fn a_hundred_connect_and_delete_cycles_leave_nothing_behind() {
     let server = Server::start_with(
         |t| small_input(ice_on_machine_address(with_input(t, "test"))),

@@ -9,6 +9,9 @@
     webrtc_client.py URL replace --seconds S
         Publishes green, then a second publisher red: visiond drops the first (its peer
         closes) and the viewer sees red.
+    webrtc_client.py URL pli --count N
+        Plays; N times, half a second after a keyframe, sends a PLI and measures how long the
+        next keyframe takes (the periodic one is 2 s apart).
     webrtc_client.py URL cycles --count N --parallel P
         N WHEP sessions, P at a time: offer, answer, connect, DELETE, close.
 
@@ -185,6 +188,39 @@ async def replace(base, seconds):
     }
 
 
+async def keyframes_on_pli(base, count):
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    tracks = asyncio.Queue()
+    pc.on("track", lambda track: tracks.put_nowait(track))
+    resource = await negotiate(pc, base + "/whep")
+    delays = []
+    try:
+        await connected(pc)
+        track = await asyncio.wait_for(tracks.get(), 10)
+
+        async def next_keyframe():
+            while not (await asyncio.wait_for(track.recv(), 5)).key_frame:
+                pass
+            return time.monotonic()
+
+        await next_keyframe()
+        stats = await transceiver.receiver.getStats()
+        ssrc = next(s.ssrc for s in stats.values() if s.type == "inbound-rtp")
+        for _ in range(count):
+            await next_keyframe()
+            settle = time.monotonic() + 0.5
+            while time.monotonic() < settle:  # keep decoding meanwhile
+                await asyncio.wait_for(track.recv(), 5)
+            asked = time.monotonic()
+            await transceiver.receiver._send_rtcp_pli(ssrc)  # aiortc's own PLI sender
+            delays.append(await next_keyframe() - asked)
+    finally:
+        await asyncio.to_thread(delete, resource)
+        await pc.close()
+    return {"delays": delays}
+
+
 async def cycles(base, count, parallel):
     done = 0
 
@@ -208,7 +244,7 @@ async def cycles(base, count, parallel):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
-    parser.add_argument("mode", choices=["play", "publish-and-play", "replace", "cycles"])
+    parser.add_argument("mode", choices=["play", "publish-and-play", "replace", "cycles", "pli"])
     parser.add_argument("--viewers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--count", type=int, default=10)
@@ -217,6 +253,8 @@ async def main():
     base = args.url.rstrip("/")
     if args.mode == "cycles":
         result = await cycles(base, args.count, args.parallel)
+    elif args.mode == "pli":
+        result = await keyframes_on_pli(base, args.count)
     elif args.mode == "play":
         report = []
         await asyncio.gather(*(view(base, args.seconds, report) for _ in range(args.viewers)))
