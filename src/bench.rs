@@ -132,6 +132,7 @@ const PYTHON: &str = r#"
 import sys, time, numpy as np, onnxruntime as ort
 path, name, shape, dtype, data, threads, iterations = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3].split(',')], sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
 options = ort.SessionOptions(); options.intra_op_num_threads = threads
+options.add_session_config_entry('session.intra_op.allow_spinning', '0')  # as visiond's sessions
 session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 name = name or session.get_inputs()[0].name
 x = np.fromfile(data, dtype='<i4' if dtype == 'i32' else '<f4').reshape(shape)
