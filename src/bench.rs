@@ -292,6 +292,10 @@ impl Stopwatch {
         })
     }
 
+    fn add(&self, spent: std::time::Duration) {
+        self.0.fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     fn reset(&self) {
         self.0.store(0, Ordering::Relaxed);
     }
@@ -310,8 +314,7 @@ impl Engine for Timed {
     fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>> {
         let start = Instant::now();
         let outputs = self.engine.run(input);
-        let nanos = start.elapsed().as_nanos() as u64;
-        self.stopwatch.0.fetch_add(nanos, Ordering::Relaxed);
+        self.stopwatch.add(start.elapsed());
         outputs
     }
 }

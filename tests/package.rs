@@ -4,6 +4,9 @@
 //! tests/package/under-systemd runs it as a real service under systemd in a container.
 //! Installing packages needs root; as another user these tests say so and do nothing.
 
+mod common;
+
+use common::is_root;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,11 +32,6 @@ fn the_package_installs_runs_upgrades_and_purges_then_runs_under_systemd() {
         77 => eprintln!("the service under systemd was not run"),
         code => panic!("tests/package/under-systemd failed ({code}); its output is above"),
     }
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().expect("id runs");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 /// Packs the built binary: cargo-deb finds it where a release build puts it.

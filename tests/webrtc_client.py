@@ -83,12 +83,27 @@ def describe(frame):
     return [s / count for s in sums], hash(data[:: 97])
 
 
-async def view(base, seconds, report):
+async def start_viewing(base):
+    """A WHEP viewer: its peer, its receiving transceiver, where its track arrives, and the
+    session's resource URL."""
     pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
+    transceiver = pc.addTransceiver("video", direction="recvonly")
     tracks = asyncio.Queue()
     pc.on("track", lambda track: tracks.put_nowait(track))
     resource = await negotiate(pc, base + "/whep")
+    return pc, transceiver, tracks, resource
+
+
+async def stop_viewing(pc, resource):
+    """Ends the WHEP session (returns DELETE's status) and closes the peer."""
+    try:
+        return await asyncio.to_thread(delete, resource)
+    finally:
+        await pc.close()
+
+
+async def view(base, seconds, report):
+    pc, _, tracks, resource = await start_viewing(base)
     result = {"frames": 0, "size": None, "sizes": [], "colours": [], "fingerprints": 0}
     result["longest_gap"] = 0.0  # seconds between two decoded frames, after the first
     fingerprints = set()
@@ -116,8 +131,7 @@ async def view(base, seconds, report):
                 fingerprints.add(fingerprint)
     finally:
         result["fingerprints"] = len(fingerprints)
-        result["delete"] = await asyncio.to_thread(delete, resource)
-        await pc.close()
+        result["delete"] = await stop_viewing(pc, resource)
     report.append(result)
 
 
@@ -189,11 +203,7 @@ async def replace(base, seconds):
 
 
 async def keyframes_on_pli(base, count):
-    pc = RTCPeerConnection()
-    transceiver = pc.addTransceiver("video", direction="recvonly")
-    tracks = asyncio.Queue()
-    pc.on("track", lambda track: tracks.put_nowait(track))
-    resource = await negotiate(pc, base + "/whep")
+    pc, transceiver, tracks, resource = await start_viewing(base)
     delays = []
     try:
         await connected(pc)
@@ -216,8 +226,7 @@ async def keyframes_on_pli(base, count):
             await transceiver.receiver._send_rtcp_pli(ssrc)  # aiortc's own PLI sender
             delays.append(await next_keyframe() - asked)
     finally:
-        await asyncio.to_thread(delete, resource)
-        await pc.close()
+        await stop_viewing(pc, resource)
     return {"delays": delays}
 
 
@@ -225,14 +234,11 @@ async def cycles(base, count, parallel):
     done = 0
 
     async def one():
-        pc = RTCPeerConnection()
-        pc.addTransceiver("video", direction="recvonly")
-        resource = await negotiate(pc, base + "/whep")
+        pc, _, _, resource = await start_viewing(base)
         try:
             await connected(pc)
         finally:
-            await asyncio.to_thread(delete, resource)
-            await pc.close()
+            await stop_viewing(pc, resource)
 
     while done < count:
         batch = min(parallel, count - done)

@@ -101,7 +101,7 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
     let write = with_ctx
         .clone()
         .and(authorized(ctx.store.clone(), true))
-        .and(json_body())
+        .and(body(rest::parse_body))
         .boxed();
     let api = || warp::path("api").and(warp::path("v1"));
 
@@ -190,7 +190,7 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
             .and(warp::post())
             .and(with_ctx.clone())
             .and(authorized(ctx.store.clone(), write))
-            .and(sdp_body())
+            .and(body(webrtc::offer_text))
             .then(move |ctx, offer| async move { reply(webrtc::offer(ctx, role, offer).await) });
         let end = warp::path(role.path())
             .and(warp::path::param::<String>())
@@ -337,27 +337,17 @@ async fn check_auth(
     Ok(())
 }
 
-/// An SDP offer body, at most 64 KiB.
-fn sdp_body() -> BoxedFilter<(String,)> {
+/// A request body of at most 64 KiB, checked and decoded by `parse` from its content type
+/// and bytes (an SDP offer, a write's JSON).
+fn body<T: Send + 'static>(
+    parse: fn(Option<&str>, &[u8]) -> Result<T, ApiError>,
+) -> BoxedFilter<(T,)> {
     warp::body::content_length_limit(rest::MAX_BODY)
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::body::bytes())
         .and_then(
-            |content_type: Option<String>, body: bytes::Bytes| async move {
-                webrtc::offer_text(content_type.as_deref(), &body).map_err(warp::reject::custom)
-            },
-        )
-        .boxed()
-}
-
-/// A write's JSON body, at most 64 KiB.
-fn json_body() -> BoxedFilter<(Json,)> {
-    warp::body::content_length_limit(rest::MAX_BODY)
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::bytes())
-        .and_then(
-            |content_type: Option<String>, body: bytes::Bytes| async move {
-                rest::parse_body(content_type.as_deref(), &body).map_err(warp::reject::custom)
+            move |content_type: Option<String>, body: bytes::Bytes| async move {
+                parse(content_type.as_deref(), &body).map_err(warp::reject::custom)
             },
         )
         .boxed()
