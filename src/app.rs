@@ -27,6 +27,13 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
     };
     let log_level = logging::init(&store.settings().log.level);
     tracing::info!(config = %config.display(), "visiond {} starting", env!("CARGO_PKG_VERSION"));
+    // Before any write of ours: the temp files of writes a kill interrupted.
+    for leftover in settings::file::sweep_leftovers(config) {
+        tracing::info!(
+            "removed {}, left by a write that was interrupted",
+            leftover.display()
+        );
+    }
 
     let catalog = Catalog::locate().map_err(|e| format!("{e:#}"));
     match &catalog {

@@ -5,6 +5,7 @@
 //! drawing).
 //! `visiond bench --webrtc` measures the WebRTC path instead (see `webrtc`).
 
+pub mod reload;
 pub mod webrtc;
 
 use crate::engine::{

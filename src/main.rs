@@ -83,6 +83,9 @@ enum Command {
         /// 1280x720, and the CPU each viewer costs.
         #[arg(long)]
         webrtc: bool,
+        /// Measure instead how long a saved config file takes to be live (in place, by rename).
+        #[arg(long)]
+        reload: bool,
         /// Viewers for the WebRTC measurement (at least 2).
         #[arg(long, default_value_t = 4)]
         viewers: usize,
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
             viewers,
             ..
         }) => bench::webrtc::run(*viewers),
+        Some(Command::Bench { reload: true, .. }) => bench::reload::run(),
         Some(Command::Bench {
             threads,
             iterations,
@@ -171,8 +175,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &PathBuf) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let text = match settings::file::read(path) {
         Ok(text) => text,
         Err(e) => {
             eprintln!("{}: {e}", path.display());

@@ -7,7 +7,9 @@ use common::{expect_event, save_by_rename, Server};
 use serde_json::json;
 use std::time::Duration;
 
-const SECOND: Duration = Duration::from_secs(1);
+/// A deadline for a change to show, not a speed target: on a loaded machine a reload can
+/// take longer than the spec's 0.5 s, which `visiond bench --reload` measures.
+const LIVE: Duration = Duration::from_secs(10);
 
 #[test]
 fn put_writes_the_file_keeping_its_comments() {
@@ -56,15 +58,15 @@ fn seed_aliases_read_and_write_the_same_properties() {
 }
 
 #[test]
-fn an_editor_save_in_place_is_live_within_a_second() {
+fn an_editor_save_in_place_is_live() {
     let server = Server::start();
     let text = server.file().replace("fps = 30 ", "fps = 12 ");
     std::fs::write(&server.config, text).unwrap();
-    server.wait_for("/api/v1/config/input/fps", SECOND, |v| v == &json!(12));
+    server.wait_for("/api/v1/config/input/fps", LIVE, |v| v == &json!(12));
 }
 
 #[test]
-fn an_editor_save_by_rename_is_live_within_a_second() {
+fn an_editor_save_by_rename_is_live() {
     let server = Server::start();
     for fps in [11, 13, 17] {
         let text = server.file().replace(
@@ -72,7 +74,7 @@ fn an_editor_save_by_rename_is_live_within_a_second() {
             &format!("fps = {fps} "),
         );
         save_by_rename(&server.config, &text);
-        server.wait_for("/api/v1/config/input/fps", SECOND, |v| v == &json!(fps));
+        server.wait_for("/api/v1/config/input/fps", LIVE, |v| v == &json!(fps));
     }
 }
 
@@ -82,7 +84,7 @@ fn a_broken_file_keeps_the_last_good_settings_and_says_where() {
     let events = server.events();
     let good = server.file();
     std::fs::write(&server.config, good.replace("fps = 30 ", "fps = \"fast\" ")).unwrap();
-    let error = expect_event(&events, "config_error", SECOND, |_| true);
+    let error = expect_event(&events, "config_error", LIVE, |_| true);
     let line = good
         .lines()
         .position(|l| l.starts_with("fps = 30"))
@@ -117,8 +119,8 @@ fn a_broken_file_keeps_the_last_good_settings_and_says_where() {
     );
     // Fixing the file clears the error and applies it.
     std::fs::write(&server.config, good.replace("fps = 30 ", "fps = 20 ")).unwrap();
-    expect_event(&events, "config_ok", SECOND, |_| true);
-    server.wait_for("/api/v1/config/input/fps", SECOND, |v| v == &json!(20));
+    expect_event(&events, "config_ok", LIVE, |_| true);
+    server.wait_for("/api/v1/config/input/fps", LIVE, |v| v == &json!(20));
     assert!(server.get_json("/api/v1/status")["config"]["error"].is_null());
 }
 
@@ -406,7 +408,7 @@ fn events_push_every_applied_change_with_its_source() {
     let server = Server::start();
     let events = server.events();
     assert_eq!(server.put("/api/v1/config/action/skip_frames", "4").0, 200);
-    let change = expect_event(&events, "change", SECOND, |d| {
+    let change = expect_event(&events, "change", LIVE, |d| {
         d["key"] == "action.skip_frames"
     });
     assert_eq!(
@@ -418,7 +420,7 @@ fn events_push_every_applied_change_with_its_source() {
         server.file().replace("skip_frames = 4", "skip_frames = 6"),
     )
     .unwrap();
-    let change = expect_event(&events, "change", SECOND, |d| {
+    let change = expect_event(&events, "change", LIVE, |d| {
         d["key"] == "action.skip_frames"
     });
     assert_eq!(

@@ -205,7 +205,7 @@ fn an_rtsp_camera_plays_reconnects_after_a_restart_and_keeps_its_password_secret
     let secret = "s3cret-word";
     let mut camera = Camera::start(port, "alice", secret);
     let uri = format!("rtsp://alice:{secret}@127.0.0.1:{port}/cam");
-    let shown_uri = format!("rtsp://127.0.0.1:{port}/cam");
+    let shown_uri = format!("rtsp://alice:***@127.0.0.1:{port}/cam");
     let server = Server::start_with(|t| t, &["--input", &uri]);
     let playing = wait_input(&server, |s| {
         s["input"]["state"] == "playing" && frames(s) > 5
@@ -234,7 +234,7 @@ fn an_rtsp_camera_plays_reconnects_after_a_restart_and_keeps_its_password_secret
     put_uri(&server, &udp);
     let before = frames(&status(&server));
     let over_udp = wait_input(&server, |s| {
-        s["input"]["uri"] == format!("rtspu://127.0.0.1:{port}/cam").as_str()
+        s["input"]["uri"] == format!("rtspu://alice:***@127.0.0.1:{port}/cam").as_str()
             && s["input"]["state"] == "playing"
             && frames(s) > before + 5
     });

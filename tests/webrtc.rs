@@ -369,8 +369,9 @@ fn fake_stun_server(
             response.extend_from_slice(&request[4..20]); // cookie and transaction id
             response.extend_from_slice(&[0x00, 0x20, 0, 8, 0, 0x01, xor_port[0], xor_port[1]]);
             response.extend(ip.iter().zip(MAGIC).map(|(a, m)| a ^ m));
-            let _ = socket.send_to(&response, from);
+            // Counted before it is answered: the test may look as soon as the answer is out.
             count.fetch_add(1, Ordering::Relaxed);
+            let _ = socket.send_to(&response, from);
         }
     });
     (bound, asked)

@@ -7,6 +7,7 @@
 use super::h264::Decoder;
 use super::source::Source;
 use super::Frame;
+use crate::settings::redact;
 use anyhow::Context;
 use futures_util::StreamExt;
 use retina::client::{
@@ -48,20 +49,24 @@ fn target(uri: &str) -> anyhow::Result<Target> {
             anyhow::bail!("{other}:// cameras are not supported; use rtsp://, rtspt:// or rtspu://")
         }
     };
-    let mut url = Url::parse(&format!("rtsp://{rest}"))
-        .map_err(|e| anyhow::anyhow!("not a camera URL: {e}"))?;
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()
             .into_owned()
     };
-    let credentials = (!url.username().is_empty()).then(|| Credentials {
-        username: decode(url.username()),
-        password: decode(url.password().unwrap_or("")),
-    });
-    url.set_username("")
-        .and_then(|()| url.set_password(None))
-        .ok();
+    // The same split as the redaction's, so what is masked is exactly what is sent.
+    let (credentials, address) = match redact::userinfo(uri) {
+        Some(info) => (
+            Some(Credentials {
+                username: decode(info.user),
+                password: decode(info.password.unwrap_or("")),
+            }),
+            info.rest,
+        ),
+        None => (None, rest),
+    };
+    let url = Url::parse(&format!("rtsp://{address}"))
+        .map_err(|e| anyhow::anyhow!("not a camera URL: {e}"))?;
     Ok(Target {
         url,
         credentials,
@@ -158,5 +163,8 @@ mod tests {
             ("rtsp://cam/live", None, true)
         );
         assert!(target("rtsps://cam/live").is_err());
+        let t = target("rtsp://admin:pa/ss@w0rd@cam/live").unwrap();
+        assert_eq!(t.url.as_str(), "rtsp://cam/live");
+        assert_eq!(t.credentials.unwrap().password, "pa/ss@w0rd");
     }
 }

@@ -7,6 +7,7 @@ use super::{
     webrtc::WebrtcInput, Frame,
 };
 use crate::pipeline::status::Shared;
+use crate::settings::redact;
 use crate::settings::typed::Input;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -184,12 +185,12 @@ impl Worker {
                 Err(e) => e,
             };
             if let Some(ended) = failure.downcast_ref::<Ended>() {
-                tracing::info!(uri = %redact(&self.input.uri), "input ended: {ended}");
+                tracing::info!(uri = %redact::uri(&self.input.uri), "input ended: {ended}");
                 self.report("waiting", Some(ended.to_string()), None);
                 self.idle_until(None);
                 return;
             }
-            tracing::warn!(uri = %redact(&self.input.uri), "input failed: {failure:#}; retrying in {retry:?}");
+            tracing::warn!(uri = %redact::uri(&self.input.uri), "input failed: {failure:#}; retrying in {retry:?}");
             self.report("error", Some(format!("{failure:#}")), None);
             self.idle_until(Some(Instant::now() + retry));
             retry = (retry * 2).min(LAST_RETRY);
@@ -236,7 +237,7 @@ impl Worker {
         }
         let input = &self.input;
         self.shared.update_status(|status| {
-            status.input.uri = redact(&input.uri);
+            status.input.uri = redact::uri(&input.uri);
             (status.input.width, status.input.height) = size.unwrap_or((input.width, input.height));
             status.input.state = state.to_owned();
             let (error, detail) = match state {
@@ -262,33 +263,9 @@ fn guarded<T>(step: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     })
 }
 
-/// The URI without credentials (`rtsp://user:pass@cam/...` -> `rtsp://cam/...`), for logs and status.
-pub fn redact(uri: &str) -> String {
-    match uri.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-                None => uri.to_owned(),
-            }
-        }
-        None => uri.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_never_leave_the_uri() {
-        assert_eq!(
-            redact("rtsp://admin:secret@10.0.0.5:554/stream1"),
-            "rtsp://10.0.0.5:554/stream1"
-        );
-        assert_eq!(redact("rtsp://cam/a@b"), "rtsp://cam/a@b");
-        assert_eq!(redact("images:/srv/pictures"), "images:/srv/pictures");
-    }
 
     #[test]
     fn a_panicking_source_is_an_error() {

@@ -3,6 +3,7 @@
 //! Validation (file and REST alike), the OpenAPI description, the page's controls and the
 //! typed snapshot all derive from this table, so a range or a default lives in one place.
 
+use super::redact;
 use serde_json::{json, Value as Json};
 use std::sync::LazyLock;
 
@@ -62,7 +63,9 @@ impl Key {
 
     /// Checks a JSON value against this key's kind; the error says what was expected.
     pub fn check(&self, value: &Json) -> Result<Json, String> {
-        self.kind.check(value)
+        self.kind
+            .check(value)
+            .map_err(|message| redact::message(&self.path(), value, message))
     }
 }
 
@@ -78,7 +81,7 @@ impl Kind {
                 let n = value
                     .as_i64()
                     .ok_or_else(|| format!("expected an integer, got {value}"))?;
-                in_range(n as f64, *min as f64, *max as f64)?;
+                in_range(n, *min, *max)?;
                 Ok(Json::from(n))
             }
             Kind::Float { min, max } => {
@@ -152,8 +155,8 @@ impl Kind {
     }
 }
 
-fn in_range(x: f64, min: f64, max: f64) -> Result<(), String> {
-    if (min..=max).contains(&x) {
+fn in_range<T: PartialOrd + std::fmt::Display>(x: T, min: T, max: T) -> Result<(), String> {
+    if min <= x && x <= max {
         Ok(())
     } else {
         Err(format!("{x} is out of range {min}..{max}"))

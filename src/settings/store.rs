@@ -1,18 +1,32 @@
 //! The one writer of settings. File reloads, REST writes and SIGHUP all come here:
-//! parse -> validate -> persist (REST) -> diff -> publish. Nothing else changes settings.
+//! read -> parse -> validate -> persist (REST) -> diff -> publish. Nothing else changes
+//! settings.
+//!
+//! Two locks with two jobs. Writers (reloads and REST writes) take `writer` in turn and do
+//! their file I/O under it. Readers (REST GETs, status, the page) only clone the published
+//! `View`, so they never wait for a file read or an fsync.
+//!
+//! The file is the truth, but only a file read whole and validated: a missing, unreadable,
+//! non-regular or newly emptied file is never applied nor merged into. The last good
+//! settings stay, the problem is reported, and writes are refused until the file is back.
+//! A write merges into the text last verified, and only while the file on disk holds it.
 
+use super::file;
 use super::load::{self, Problem};
-use super::schema::{self, SCHEMA};
+use super::redact;
+use super::schema::SCHEMA;
 use super::typed::Settings;
 use super::values::Values;
 use super::writeback;
-use crate::media::source::redact;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, watch};
+
+/// How long a write waits for the watcher to take in an edit it finds on disk.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Where a change came from, as reported in events.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -22,7 +36,8 @@ pub enum Source {
     Rest,
 }
 
-/// What the store tells its subscribers (the page over SSE, the log level, ...).
+/// What the store tells its subscribers (the page over SSE, the log level, ...). Values in
+/// events are redacted: they are for showing.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -46,6 +61,8 @@ pub enum WriteError {
     BadValue { key: String, message: String },
     #[error("the config file is broken, so the change could not be merged into it: {0}")]
     FileBroken(String),
+    #[error("the config file changed on disk and has not been reloaded yet; try again")]
+    FileChanging,
     #[error("the config file could not be written: {0}")]
     Unwritable(String),
 }
@@ -64,22 +81,35 @@ pub struct ConfigStatus {
     pub overrides: Vec<String>,
 }
 
-struct Inner {
-    /// The file's text as last read or written: a file event with the same text is our own
-    /// write (or a touch) and changes nothing, which breaks the write -> watch -> reload loop.
-    text: String,
+/// What readers see, published whole after each change.
+struct View {
+    /// The effective settings as shown: secrets masked.
+    shown: Json,
+    status: ConfigStatus,
+}
+
+/// What writers keep, under `Store::writer`.
+struct Writer {
+    /// The text of the file as last read whole and validated, or as last written by us: the
+    /// only text a write merges into. A reload of the same text changes nothing, which also
+    /// breaks the write -> watch -> reload loop.
+    verified: String,
     file_values: Values,
     overrides: Vec<(usize, Json)>,
     effective: Values,
     /// Values at start, to tell which restart-only keys have changed.
     at_start: Values,
+    /// Why the file on disk is not the verified text (broken, missing, ...); empty when it is.
     problems: Vec<Problem>,
     loaded_at: SystemTime,
 }
 
 pub struct Store {
     path: PathBuf,
-    inner: Mutex<Inner>,
+    writer: Mutex<Writer>,
+    /// Signalled after each reload, for writes waiting on an edit found on disk.
+    reloaded: Condvar,
+    view: Mutex<Arc<View>>,
     snapshot: watch::Sender<Arc<Settings>>,
     events: broadcast::Sender<Event>,
 }
@@ -88,32 +118,27 @@ impl Store {
     /// Loads the file; a broken or unreadable file at start is an error (there is no last
     /// good config to fall back on). `overrides` are `(section, key, value)` for this run only.
     pub fn open(path: &Path, overrides: &[(&str, &str, Json)]) -> Result<Arc<Store>, Vec<String>> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+        let text = file::read(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
         let file_values = load::parse(&text).map_err(|problems| located(path, &problems))?;
-        let mut resolved = Vec::new();
-        for (section, name, value) in overrides {
-            let index = Values::index(section, name)
-                .ok_or_else(|| vec![format!("unknown setting {section}.{name}")])?;
-            let value = SCHEMA[index]
-                .check(value)
-                .map_err(|e| vec![format!("--{section}: {e}")])?;
-            resolved.push((index, value));
-        }
+        let resolved = resolve_overrides(overrides).map_err(|e| vec![e])?;
         let effective = with_overrides(&file_values, &resolved);
-        let (snapshot, _) = watch::channel(Arc::new(effective.to_settings()));
+        let writer = Writer {
+            verified: text,
+            file_values,
+            overrides: resolved,
+            at_start: effective.clone(),
+            effective,
+            problems: Vec::new(),
+            loaded_at: SystemTime::now(),
+        };
+        let (snapshot, _) = watch::channel(Arc::new(writer.effective.to_settings()));
         let (events, _) = broadcast::channel(256);
+        let view = Mutex::new(Arc::new(view_of(path, &writer)));
         Ok(Arc::new(Store {
             path: path.to_owned(),
-            inner: Mutex::new(Inner {
-                text,
-                file_values,
-                overrides: resolved,
-                at_start: effective.clone(),
-                effective,
-                problems: Vec::new(),
-                loaded_at: SystemTime::now(),
-            }),
+            writer: Mutex::new(writer),
+            reloaded: Condvar::new(),
+            view,
             snapshot,
             events,
         }))
@@ -136,103 +161,81 @@ impl Store {
         self.events.subscribe()
     }
 
-    /// All settings as `{section: {key: value}}`.
+    /// All settings as `{section: {key: value}}`, secrets masked.
     pub fn tree(&self) -> Json {
-        self.lock().effective.tree()
+        self.view().shown.clone()
     }
 
+    /// One setting, secrets masked.
     pub fn get(&self, section: &str, name: &str) -> Option<Json> {
-        let index = Values::index(section, name)?;
-        Some(self.lock().effective.get(index).clone())
+        self.view().shown.get(section)?.get(name).cloned()
     }
 
     pub fn status(&self) -> ConfigStatus {
-        let inner = self.lock();
-        let errors = located(&self.path, &inner.problems);
-        ConfigStatus {
-            path: self.path.clone(),
-            loaded_at: humantime::format_rfc3339_seconds(inner.loaded_at).to_string(),
-            error: (!errors.is_empty()).then(|| errors.join("\n")),
-            errors: inner.problems.clone(),
-            restart_required: inner
-                .at_start
-                .changes(&inner.effective)
-                .into_iter()
-                .filter(|(key, _)| key.restart)
-                .map(|(key, _)| key.path())
-                .collect(),
-            overrides: inner
-                .overrides
-                .iter()
-                .map(|(i, _)| SCHEMA[*i].path())
-                .collect(),
-        }
+        self.view().status.clone()
     }
 
-    /// Re-reads the file (watcher, SIGHUP). A broken file keeps the last good settings.
+    fn view(&self) -> Arc<View> {
+        lock(&self.view).clone()
+    }
+
+    /// Re-reads the file (watcher, SIGHUP). Anything but a valid file keeps the last good
+    /// settings and is reported.
     pub fn reload(&self) {
-        let mut inner = self.lock();
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => self.reload_text(&mut inner, text),
-            Err(e) => {
-                let problem = Problem {
-                    line: 1,
-                    column: 1,
-                    key: None,
-                    message: format!("cannot read the file: {e}"),
-                };
-                self.set_problems(&mut inner, vec![problem]);
-            }
-        }
+        let mut writer = lock(&self.writer);
+        self.take_in(&mut writer, file::read(&self.path));
+        self.reloaded.notify_all();
     }
 
-    fn reload_text(&self, inner: &mut Inner, text: String) {
-        if text == inner.text {
+    fn take_in(&self, writer: &mut Writer, read: Result<String, String>) {
+        let text = match read {
+            Ok(text) => text,
+            Err(reason) => return self.set_problems(writer, vec![whole_file(reason)]),
+        };
+        if text == writer.verified {
+            // The verified text is back (after a delete, a directory, a broken edit).
+            if !writer.problems.is_empty() {
+                self.restore(writer);
+            }
             return;
+        }
+        if text.trim().is_empty() && !writer.verified.trim().is_empty() {
+            // An emptied file is an editor's truncation more often than a wish to reset
+            // every key; a comment line says the latter.
+            let reason = "the file is empty (while truncated for a save?); \
+                          to reset every setting, leave a comment in it";
+            return self.set_problems(writer, vec![whole_file(reason.into())]);
         }
         match load::parse(&text) {
             Ok(values) => {
-                inner.text = text;
-                self.apply(inner, values, &[], Source::File);
+                writer.verified = text;
+                self.apply(writer, values, &[], Source::File);
             }
-            Err(problems) => {
-                inner.text = text;
-                self.set_problems(inner, problems);
-            }
+            Err(problems) => self.set_problems(writer, problems),
         }
     }
 
     /// Writes `(section, key, value)` edits to the file and applies them, all or nothing.
     pub fn write(&self, edits: &[(String, String, Json)]) -> Result<(), WriteError> {
+        let writer = lock(&self.writer);
         let mut checked = Vec::with_capacity(edits.len());
         for (section, name, value) in edits {
             let path = format!("{section}.{name}");
-            let key =
-                schema::find(section, name).ok_or_else(|| WriteError::UnknownKey(path.clone()))?;
+            let index =
+                Values::index(section, name).ok_or_else(|| WriteError::UnknownKey(path.clone()))?;
+            let key = &SCHEMA[index];
+            let value = redact::restore(&path, value, writer.effective.get(index));
             let value = key
-                .check(value)
+                .check(&value)
                 .map_err(|message| WriteError::BadValue { key: path, message })?;
-            checked.push((key, value));
+            checked.push((key, index, value));
         }
-        let mut inner = self.lock();
-        // An editor may have saved since the last event: take its text in first, so this
-        // write lands on top of it instead of overwriting it.
-        let disk = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(WriteError::Unwritable(e.to_string())),
-        };
-        self.reload_text(&mut inner, disk);
-        if !inner.problems.is_empty() {
-            return Err(WriteError::FileBroken(
-                located(&self.path, &inner.problems).join("; "),
-            ));
-        }
+        let mut writer = self.until_disk_is_verified(writer)?;
         let edits: Vec<(&str, &str, &Json)> = checked
             .iter()
-            .map(|(k, v)| (k.section, k.name, v))
+            .map(|(k, _, v)| (k.section, k.name, v))
             .collect();
-        let text = writeback::edit(&inner.text, &edits).map_err(WriteError::FileBroken)?;
+        let text = writeback::edit(&writer.verified, &edits).map_err(WriteError::FileBroken)?;
         let values = load::parse(&text).map_err(|problems| {
             let first = &problems[0];
             WriteError::BadValue {
@@ -240,78 +243,157 @@ impl Store {
                 message: first.message.clone(),
             }
         })?;
-        if text != inner.text {
-            writeback::replace_file(&self.path, &text)
-                .map_err(|e| WriteError::Unwritable(e.to_string()))?;
-            inner.text = text;
+        if text != writer.verified {
+            file::replace(&self.path, &text).map_err(|e| WriteError::Unwritable(e.to_string()))?;
+            writer.verified = text;
         }
-        let written: Vec<usize> = checked
-            .iter()
-            .filter_map(|(k, _)| Values::index(k.section, k.name))
-            .collect();
-        self.apply(&mut inner, values, &written, Source::Rest);
+        let written: Vec<usize> = checked.iter().map(|(_, i, _)| *i).collect();
+        self.apply(&mut writer, values, &written, Source::Rest);
         Ok(())
+    }
+
+    /// Waits until the file on disk is the verified text, so a write never lands on a file
+    /// mid-save nor overwrites an edit not yet taken in. An edit found on disk is the
+    /// watcher's to take in (it knows when the editor is done): this waits for it, a while.
+    fn until_disk_is_verified<'a>(
+        &'a self,
+        mut writer: MutexGuard<'a, Writer>,
+    ) -> Result<MutexGuard<'a, Writer>, WriteError> {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if !writer.problems.is_empty() {
+                return Err(WriteError::FileBroken(
+                    located(&self.path, &writer.problems).join("; "),
+                ));
+            }
+            if file::read(&self.path).as_deref() == Ok(writer.verified.as_str()) {
+                return Ok(writer);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(WriteError::FileChanging);
+            }
+            writer = self
+                .reloaded
+                .wait_timeout(writer, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
     }
 
     /// Makes `file_values` current: drops the overrides of keys the file or REST just set,
     /// publishes each changed key and the new snapshot.
-    fn apply(&self, inner: &mut Inner, file_values: Values, written: &[usize], source: Source) {
-        let old_file = std::mem::replace(&mut inner.file_values, file_values);
-        inner
-            .overrides
-            .retain(|(i, _)| !written.contains(i) && old_file.get(*i) == inner.file_values.get(*i));
-        let effective = with_overrides(&inner.file_values, &inner.overrides);
-        let was_broken = !inner.problems.is_empty();
-        inner.problems.clear();
-        inner.loaded_at = SystemTime::now();
-        let changes: Vec<Event> = inner
+    fn apply(&self, writer: &mut Writer, file_values: Values, written: &[usize], source: Source) {
+        let old_file = std::mem::replace(&mut writer.file_values, file_values);
+        writer.overrides.retain(|(i, _)| {
+            !written.contains(i) && old_file.get(*i) == writer.file_values.get(*i)
+        });
+        let effective = with_overrides(&writer.file_values, &writer.overrides);
+        let was_broken = !writer.problems.is_empty();
+        writer.problems.clear();
+        writer.loaded_at = SystemTime::now();
+        let changes: Vec<Event> = writer
             .effective
             .changes(&effective)
             .into_iter()
-            .map(|(key, value)| Event::Change {
-                key: key.path(),
-                value: value.clone(),
-                source,
+            .map(|(key, value)| {
+                let key = key.path();
+                Event::Change {
+                    value: redact::value(&key, value),
+                    key,
+                    source,
+                }
             })
             .collect();
-        inner.effective = effective;
+        writer.effective = effective;
+        self.publish(writer);
         if was_broken {
-            tracing::info!(path = %self.path.display(), "config file is valid again");
-            let _ = self.events.send(Event::ConfigOk);
+            self.announce_ok();
         }
         if changes.is_empty() {
             return;
         }
         self.snapshot
-            .send_replace(Arc::new(inner.effective.to_settings()));
+            .send_replace(Arc::new(writer.effective.to_settings()));
         for event in changes {
             if let Event::Change { key, value, source } = &event {
-                // A camera URI may hold a password: log it without.
-                let value = match value.as_str() {
-                    Some(uri) if key == "input.uri" => redact(uri).into(),
-                    _ => value.clone(),
-                };
                 tracing::info!(%key, %value, ?source, "setting changed");
             }
             let _ = self.events.send(event);
         }
     }
 
-    fn set_problems(&self, inner: &mut Inner, problems: Vec<Problem>) {
+    /// The verified text is on disk again: the problems are gone, the settings unchanged.
+    fn restore(&self, writer: &mut Writer) {
+        writer.problems.clear();
+        self.publish(writer);
+        self.announce_ok();
+    }
+
+    fn announce_ok(&self) {
+        tracing::info!(path = %self.path.display(), "config file is valid again");
+        let _ = self.events.send(Event::ConfigOk);
+    }
+
+    fn set_problems(&self, writer: &mut Writer, problems: Vec<Problem>) {
+        if writer.problems == problems {
+            return;
+        }
         let errors = located(&self.path, &problems);
         for error in &errors {
             tracing::error!("{error} (keeping the last good settings)");
         }
-        inner.problems = problems;
+        writer.problems = problems;
+        self.publish(writer);
         let _ = self.events.send(Event::ConfigError { errors });
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves consistent data (every update is a swap).
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn publish(&self, writer: &Writer) {
+        *lock(&self.view) = Arc::new(view_of(&self.path, writer));
     }
+}
+
+fn view_of(path: &Path, writer: &Writer) -> View {
+    let errors = located(path, &writer.problems);
+    let status = ConfigStatus {
+        path: path.to_owned(),
+        loaded_at: humantime::format_rfc3339_seconds(writer.loaded_at).to_string(),
+        error: (!errors.is_empty()).then(|| errors.join("\n")),
+        errors: writer.problems.clone(),
+        restart_required: writer
+            .at_start
+            .changes(&writer.effective)
+            .into_iter()
+            .filter(|(key, _)| key.restart)
+            .map(|(key, _)| key.path())
+            .collect(),
+        overrides: writer
+            .overrides
+            .iter()
+            .map(|(i, _)| SCHEMA[*i].path())
+            .collect(),
+    };
+    View {
+        shown: redact::tree(writer.effective.tree()),
+        status,
+    }
+}
+
+/// A problem with the file as a whole (it is missing, a FIFO, too large, ...).
+fn whole_file(message: String) -> Problem {
+    Problem {
+        line: 1,
+        column: 1,
+        key: None,
+        message,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves consistent data (every update is a swap).
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Checks command-line overrides against the schema.

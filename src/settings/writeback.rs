@@ -1,10 +1,6 @@
-//! Writing settings back into the file's text, keeping its comments and layout, and
-//! replacing the file atomically.
+//! Writing settings back into the file's text, keeping its comments and layout.
 
 use serde_json::Value as Json;
-use std::fs;
-use std::io::Write;
-use std::path::Path;
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 /// Sets `section.key = value` in `text` and returns the new text. A value that is already in
@@ -40,33 +36,6 @@ fn to_toml(value: &Json) -> Value {
         // The schema has no null or table values; validation refuses them before this.
         Json::Null | Json::Object(_) => Value::from(value.to_string()),
     }
-}
-
-/// Replaces `path` with `text` atomically: a temporary file in the same folder, flushed to
-/// disk, given the old file's permissions, then renamed over it.
-pub fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("config");
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        if let Ok(meta) = fs::metadata(path) {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ impl From<WriteError> for ApiError {
         let status = match &error {
             WriteError::UnknownKey(_) => StatusCode::NOT_FOUND,
             WriteError::BadValue { .. } => StatusCode::BAD_REQUEST,
-            WriteError::FileBroken(_) => StatusCode::CONFLICT,
+            WriteError::FileBroken(_) | WriteError::FileChanging => StatusCode::CONFLICT,
             WriteError::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let key = match &error {

@@ -21,6 +21,7 @@ pub struct Server {
     pub config: PathBuf,
     pub port: u16,
     pub log: PathBuf,
+    args: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -90,9 +91,27 @@ impl Server {
             config,
             port,
             log,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         server.wait_ready();
         server
+    }
+
+    /// Kills the process with SIGKILL, as a power cut or the OOM killer would, and starts a
+    /// new one on the same folder, config file and port.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Command::new(env!("CARGO_BIN_EXE_visiond"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(&self.args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log).unwrap())
+            .spawn()
+            .expect("restart visiond");
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
