@@ -298,6 +298,31 @@ fn candidates(answer: &str) -> Vec<&str> {
 }
 
 #[test]
+fn the_answer_takes_the_dtls_role_the_offer_leaves_it() {
+    let server = Server::start_with(ice_on_machine_address, &[]);
+    // RFC 8842: an active offerer (ffmpeg's `-whip_flags dtls_active`) gets a passive answer,
+    // a passive one an active answer; `actpass` leaves the choice to visiond.
+    for (offered, answered) in [
+        ("active", "passive"),
+        ("passive", "active"),
+        ("actpass", "active"),
+    ] {
+        let offer = VIEWER_OFFER.replace("a=setup:actpass", &format!("a=setup:{offered}"));
+        let (status, answer) = server.request("POST", "/whep", &[OFFER_TYPE], Some(&offer));
+        assert_eq!(status, 201, "{answer}");
+        let setup: Vec<&str> = answer
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("a=setup:"))
+            .collect();
+        assert!(!setup.is_empty(), "{answer}");
+        assert!(
+            setup.iter().all(|s| *s == answered),
+            "offer {offered}: answer {setup:?}"
+        );
+    }
+}
+
+#[test]
 fn a_nat_1to1_address_replaces_the_host_address_in_the_answer() {
     let machine = common::machine_address();
     let server = Server::start_with(

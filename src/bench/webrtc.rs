@@ -121,7 +121,7 @@ fn settings() -> Webrtc {
 }
 
 async fn publish(port: u16, units: Vec<AccessUnit>) -> anyhow::Result<Peer> {
-    let (pc, mut events) = peer::build(&settings()).await?;
+    let (pc, mut events) = peer::build(&settings(), None).await?;
     let video = OutgoingVideo::add_to(&pc).await?;
     signal(port, "/whip", &pc, &mut events).await?;
     anyhow::ensure!(events.connected().await, "the WHIP peer did not connect");
@@ -142,7 +142,7 @@ async fn publish(port: u16, units: Vec<AccessUnit>) -> anyhow::Result<Peer> {
 }
 
 async fn play(port: u16) -> anyhow::Result<Peer> {
-    let (pc, mut events) = peer::build(&settings()).await?;
+    let (pc, mut events) = peer::build(&settings(), None).await?;
     whip::receive_video(&pc).await?;
     signal(port, "/whep", &pc, &mut events).await?;
     let packets = Arc::new(AtomicU64::new(0));

@@ -189,7 +189,9 @@ impl Hub {
             return Err(HubError::TooManyViewers(max));
         }
         let offer = peer::parse_offer(offer)?;
-        let (pc, mut events) = peer::build(&settings.webrtc).await.map_err(failed)?;
+        let (pc, mut events) = peer::build(&settings.webrtc, Some(&offer))
+            .await
+            .map_err(failed)?;
         let viewer = match whep::OutgoingVideo::add_to(&pc).await {
             Ok(viewer) => viewer,
             Err(e) => return Err(close_with(&pc, failed(e)).await),
@@ -237,7 +239,9 @@ impl Hub {
             return Err(HubError::NotWebrtcInput(settings.input.uri.clone()));
         }
         let offer = peer::parse_offer(offer)?;
-        let (pc, mut events) = peer::build(&settings.webrtc).await.map_err(failed)?;
+        let (pc, mut events) = peer::build(&settings.webrtc, Some(&offer))
+            .await
+            .map_err(failed)?;
         if let Err(e) = whip::receive_video(&pc).await {
             return Err(close_with(&pc, failed(e)).await);
         }

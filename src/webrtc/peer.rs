@@ -5,6 +5,7 @@
 use crate::settings::typed::Webrtc;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -116,7 +117,11 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// A new peer connection for `settings`, and its events.
-pub async fn build(settings: &Webrtc) -> anyhow::Result<(Arc<dyn PeerConnection>, Events)> {
+pub async fn build(
+    settings: &Webrtc,
+    // The remote offer this peer answers; `None` for a peer that makes the offer.
+    offer: Option<&RTCSessionDescription>,
+) -> anyhow::Result<(Arc<dyn PeerConnection>, Events)> {
     let mut media = MediaEngine::default();
     media.register_codec(
         RTCRtpCodecParameters {
@@ -143,7 +148,9 @@ pub async fn build(settings: &Webrtc) -> anyhow::Result<(Arc<dyn PeerConnection>
         .build();
     // Remote mDNS names are not resolved: browsers' checks reach our real addresses anyway,
     // and no multicast socket is opened per peer.
-    let engine = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
+    let engine = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_answering_dtls_role(offer.map_or(RTCDtlsRole::Auto, |o| answering_role(&o.sdp)));
     let addresses: Vec<String> = if settings.ice_hosts.is_empty() {
         vec!["0.0.0.0:0".to_owned()] // one socket per interface, loopback left out
     } else {
@@ -179,6 +186,20 @@ pub async fn build(settings: &Webrtc) -> anyhow::Result<(Arc<dyn PeerConnection>
         tracks: tracks_rx,
     };
     Ok((pc, events))
+}
+
+/// The DTLS role the answer must take, from the offer's `a=setup` (RFC 8842): an offerer
+/// that will be active (ffmpeg's `dtls_active`) needs a passive answerer, and the reverse;
+/// webrtc-rs would answer with its configured role whatever the offer says.
+fn answering_role(offer: &str) -> RTCDtlsRole {
+    let setup = offer
+        .lines()
+        .find_map(|line| line.trim_end().strip_prefix("a=setup:"));
+    match setup {
+        Some("active") => RTCDtlsRole::Server,
+        Some("passive") => RTCDtlsRole::Client,
+        _ => RTCDtlsRole::Auto,
+    }
 }
 
 /// `ip` or `ip:port` from `[webrtc] ice_hosts`, with port 0 (any) when none is given.
