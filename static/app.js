@@ -160,7 +160,8 @@ function showStatus({ status, results }) {
 // The provider the session really runs on, and how much of the graph was left to the CPU.
 function placementText(model) {
   const onCpu = model.cpu_nodes ? `, ${model.cpu_nodes} of ${model.nodes} nodes on the CPU` : '';
-  return `${model.provider}${onCpu}`;
+  const fallback = model.fallback ? ` (${model.fallback})` : '';
+  return `${model.provider}${onCpu}${fallback}`;
 }
 
 function listen() {

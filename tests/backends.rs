@@ -43,6 +43,7 @@ fn auto_falls_back_to_onnxruntime_on_the_cpu_and_says_why() {
     let model = classification(&status);
     assert_eq!(model["provider"], json!("cpu"), "{model}");
     assert_eq!(model["cpu_nodes"], json!(0), "{model}");
+    assert_eq!(model["fallback"], Json::Null, "{model}");
     assert!(model["nodes"].as_u64() > Some(10), "{model}");
     let metrics = server.get("/metrics").1;
     assert!(

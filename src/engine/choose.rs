@@ -3,7 +3,7 @@
 //! the CPU and tract that starts, and says why the ones before it did not.
 
 use super::onnxruntime::{self, OrtEngine, Provider};
-use super::{tract::TractEngine, Engine, Loader, ModelInput};
+use super::{tract::TractEngine, Engine, Loader, ModelInput, Placement, Tensor};
 use crate::settings::typed::Engine as EngineSettings;
 use std::path::Path;
 use std::sync::Arc;
@@ -122,7 +122,13 @@ pub fn choose(settings: &EngineSettings) -> (Arc<Loader>, Choice) {
                     threads,
                     runs: true,
                 };
-                return (backend.loader(settings, threads), choice);
+                let loader = if auto {
+                    let rest = Backend::AUTO.iter().skip_while(|b| **b != backend);
+                    falling_back(rest.map(|b| (*b, b.loader(settings, threads))).collect())
+                } else {
+                    backend.loader(settings, threads)
+                };
+                return (loader, choice);
             }
             Err(e) => refused.push(format!("{} ({e:#})", backend.name())),
         }
@@ -141,4 +147,112 @@ pub fn choose(settings: &EngineSettings) -> (Arc<Loader>, Choice) {
         runs: false,
     };
     (loader, choice)
+}
+
+/// `auto`'s loader: a model whose session will not start on the chosen backend (the provider
+/// registered, but this model's session failed) loads on the next backend that takes it, and
+/// its placement says why.
+fn falling_back(loaders: Vec<(Backend, Arc<Loader>)>) -> Arc<Loader> {
+    Arc::new(move |path: &Path, input: &ModelInput| {
+        let mut refused = Vec::new();
+        for (backend, loader) in &loaders {
+            match loader(path, input) {
+                Ok(engine) if refused.is_empty() => return Ok(engine),
+                Ok(engine) => {
+                    let why = refused.join("; ");
+                    return Ok(Box::new(FellBack { engine, why }) as Box<dyn Engine>);
+                }
+                Err(e) => refused.push(format!("not {} ({e:#})", backend.name())),
+            }
+        }
+        anyhow::bail!("{}", refused.join("; "))
+    })
+}
+
+struct FellBack {
+    engine: Box<dyn Engine>,
+    why: String,
+}
+
+impl Engine for FellBack {
+    fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        self.engine.run(input)
+    }
+
+    fn placement(&self) -> Placement {
+        Placement {
+            fallback: Some(self.why.clone()),
+            ..self.engine.placement()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::DType;
+
+    struct Fake;
+
+    impl Engine for Fake {
+        fn run(&mut self, _: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+            Ok(Vec::new())
+        }
+
+        fn placement(&self) -> Placement {
+            Placement {
+                provider: "cpu".into(),
+                ..Placement::default()
+            }
+        }
+    }
+
+    fn load(loaders: Vec<(Backend, Arc<Loader>)>) -> anyhow::Result<Placement> {
+        let input = ModelInput {
+            name: String::new(),
+            shape: vec![1],
+            dtype: DType::F32,
+            outputs: Vec::new(),
+        };
+        Ok(falling_back(loaders)(Path::new("model.onnx"), &input)?.placement())
+    }
+
+    fn failing(why: &'static str) -> Arc<Loader> {
+        Arc::new(move |_: &Path, _: &ModelInput| anyhow::bail!("{why}"))
+    }
+
+    fn working() -> Arc<Loader> {
+        Arc::new(|_: &Path, _: &ModelInput| Ok(Box::new(Fake) as Box<dyn Engine>))
+    }
+
+    #[test]
+    fn a_model_the_chosen_backend_refuses_loads_on_the_next_and_says_why() {
+        let placement = load(vec![
+            (Backend::Cuda, failing("no CUDA device")),
+            (Backend::OnnxRuntime, working()),
+        ])
+        .unwrap();
+        assert_eq!(placement.provider, "cpu");
+        assert_eq!(
+            placement.fallback.as_deref(),
+            Some("not cuda (no CUDA device)")
+        );
+    }
+
+    #[test]
+    fn a_model_the_chosen_backend_takes_has_no_fallback_and_none_that_loads_is_an_error() {
+        let taken = load(vec![
+            (Backend::Cuda, working()),
+            (Backend::Tract, working()),
+        ]);
+        assert_eq!(taken.unwrap().fallback, None);
+        let refused = load(vec![
+            (Backend::Cuda, failing("a")),
+            (Backend::Tract, failing("b")),
+        ]);
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "not cuda (a); not tract (b)"
+        );
+    }
 }

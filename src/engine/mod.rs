@@ -79,6 +79,8 @@ pub struct Placement {
     pub cpu_nodes: usize,
     /// Graph nodes in all (after ONNX Runtime's fusions); 0 for tract.
     pub nodes: usize,
+    /// Why the model is not on the backend `auto` chose (its session would not start there).
+    pub fallback: Option<String>,
 }
 
 impl Placement {
@@ -86,10 +88,15 @@ impl Placement {
     pub fn combine(placements: &[Placement]) -> Placement {
         let mut providers: Vec<&str> = placements.iter().map(|p| p.provider.as_str()).collect();
         providers.dedup();
+        let fallbacks: Vec<&str> = placements
+            .iter()
+            .filter_map(|p| p.fallback.as_deref())
+            .collect();
         Placement {
             provider: providers.join("+"),
             cpu_nodes: placements.iter().map(|p| p.cpu_nodes).sum(),
             nodes: placements.iter().map(|p| p.nodes).sum(),
+            fallback: (!fallbacks.is_empty()).then(|| fallbacks.join("; ")),
         }
     }
 }

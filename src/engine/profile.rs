@@ -32,6 +32,7 @@ pub fn placement(profile: &str) -> anyhow::Result<Placement> {
         cpu_nodes: if provider == "cpu" { 0 } else { count("cpu") },
         nodes: nodes.values().map(BTreeSet::len).sum(),
         provider,
+        fallback: None,
     })
 }
 
@@ -70,7 +71,8 @@ mod tests {
             Placement {
                 provider: "cuda".into(),
                 cpu_nodes: 1,
-                nodes: 3
+                nodes: 3,
+                fallback: None
             }
         );
     }
