@@ -1,6 +1,6 @@
-//! `visiond bench`: prints, never asserts. Per model, the median milliseconds a frame for
-//! visiond's onnxruntime engine, its tract engine and onnxruntime's own Python API on the same
-//! file and thread count; then the whole pipeline's frame rate at 1280x720 with every default
+//! `visiond bench [--backend NAME]`: prints, never asserts. Per model, the median milliseconds
+//! a frame for the backend (ONNX Runtime on the CPU by default), a CPU engine to compare with,
+//! and onnxruntime's own Python API on the CPU with the same file and thread count; then the whole pipeline's frame rate at 1280x720 with every default
 //! model on, with the time its engines took in that run (the rest is pre/post-processing and
 //! drawing).
 //! `visiond bench --webrtc` measures the WebRTC path instead (see `webrtc`).
@@ -8,10 +8,7 @@
 pub mod reload;
 pub mod webrtc;
 
-use crate::engine::{
-    onnxruntime::OrtEngine, tract::TractEngine, DType, Engine, Loader, ModelInput, Tensor,
-    TensorData,
-};
+use crate::engine::{Backend, DType, Engine, Loader, ModelInput, Tensor, TensorData};
 use crate::media::{images, Frame};
 use crate::settings::values::Values;
 use crate::vision::{self, catalog::Catalog};
@@ -26,31 +23,54 @@ pub struct Options {
     pub threads: usize,
     pub iterations: usize,
     pub picture: std::path::PathBuf,
+    /// The backend measured and used for the pipeline; each model is also timed on `compared`.
+    pub backend: Backend,
+}
+
+impl Options {
+    /// The CPU engine to hold the measured one against: tract for ONNX Runtime on the CPU,
+    /// ONNX Runtime on the CPU for the rest.
+    fn compared(&self) -> Backend {
+        match self.backend {
+            Backend::OnnxRuntime => Backend::Tract,
+            _ => Backend::OnnxRuntime,
+        }
+    }
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let catalog = Catalog::locate()?;
+    let (measured, compared) = (options.backend.name(), options.compared().name());
     println!(
         "threads {}, {} runs a model (median), models in {}\n",
         options.threads,
         options.iterations,
         catalog.dir.display()
     );
-    println!("| model | onnxruntime (visiond) ms | tract (visiond) ms | onnxruntime (Python) ms | visiond ort / Python | tract / ort |");
+    let loader = |backend: Backend| {
+        let (loader, choice) = crate::engine::choose(&settings_for(backend, options).engine);
+        println!("{}: {}", choice.backend, choice.reason);
+        loader
+    };
+    let (measured_loader, compared_loader) = (loader(options.backend), loader(options.compared()));
+    println!("\n| model | {measured} (visiond) ms | {compared} (visiond) ms | onnxruntime CPU (Python) ms | {measured} / Python | {measured} / {compared} |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut engine_ms = std::collections::HashMap::new();
     for entry in &catalog.entries {
         let path = catalog.path_of(entry);
         let input = model_input(entry);
         let tensor = random_input(&input);
-        let ort = OrtEngine::load(&path, &input, options.threads, "")
-            .map(|e| median_ms(Box::new(e), &tensor, options.iterations));
-        let tract = TractEngine::load(&path, &input, options.threads)
-            .map(|e| median_ms(Box::new(e), &tensor, options.iterations));
+        let time = |loader: &Loader| {
+            loader(&path, &input).map(|e| median_ms(e, &tensor, options.iterations))
+        };
+        let (chosen, other) = (
+            time(measured_loader.as_ref()),
+            time(compared_loader.as_ref()),
+        );
         let python = python_median_ms(&path, &input, &tensor, options.threads, options.iterations);
         let cell = |r: &anyhow::Result<f64>| {
             r.as_ref()
-                .map(|ms| format!("{ms:.1}"))
+                .map(|ms| format!("{ms:.2}"))
                 .unwrap_or_else(|e| format!("n/a ({e})"))
         };
         let ratio = |a: &anyhow::Result<f64>, b: &anyhow::Result<f64>| match (a, b) {
@@ -60,19 +80,39 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             entry.name,
-            cell(&ort),
-            cell(&tract),
+            cell(&chosen),
+            cell(&other),
             cell(&python),
-            ratio(&ort, &python),
-            ratio(&tract, &ort)
+            ratio(&chosen, &python),
+            ratio(&chosen, &other)
         );
-        engine_ms.insert(entry.name.clone(), (ort.ok(), tract.ok()));
+        engine_ms.insert(entry.name.clone(), chosen.ok());
     }
     pipeline_rate(&catalog, options, &engine_ms)
 }
 
-/// Milliseconds of the engine alone for each catalog model: (onnxruntime, tract).
-type EngineTimes = std::collections::HashMap<String, (Option<f64>, Option<f64>)>;
+/// The defaults with every model on and `[engine]` set to `backend` and the bench's threads.
+fn settings_for(backend: Backend, options: &Options) -> crate::settings::Settings {
+    let mut values = Values::defaults();
+    for section in crate::settings::schema::MODEL_SECTIONS {
+        values.set(
+            Values::index(section, "enabled").expect("every model has enabled"),
+            json!(true),
+        );
+    }
+    values.set(
+        Values::index("engine", "threads").expect("engine.threads"),
+        json!(options.threads),
+    );
+    values.set(
+        Values::index("engine", "backend").expect("engine.backend"),
+        json!(backend.name()),
+    );
+    values.to_settings()
+}
+
+/// Milliseconds of the measured backend's engine alone for each catalog model.
+type EngineTimes = std::collections::HashMap<String, Option<f64>>;
 
 fn model_input(entry: &vision::catalog::Entry) -> ModelInput {
     let mut shape = entry.input_shape.clone();
@@ -194,18 +234,7 @@ fn pipeline_rate(
     options: &Options,
     engine_ms: &EngineTimes,
 ) -> anyhow::Result<()> {
-    let mut values = Values::defaults();
-    for section in crate::settings::schema::MODEL_SECTIONS {
-        values.set(
-            Values::index(section, "enabled").expect("every model has enabled"),
-            json!(true),
-        );
-    }
-    values.set(
-        Values::index("engine", "threads").expect("engine.threads"),
-        json!(options.threads),
-    );
-    let settings = values.to_settings();
+    let settings = settings_for(options.backend, options);
     let (loader, choice) = crate::engine::choose(&settings.engine);
     let stopwatch = Stopwatch::default();
     let timed_loader = stopwatch.wrap(loader);
@@ -252,12 +281,7 @@ fn pipeline_rate(
         .iter()
         .filter_map(|(section, _)| {
             let network = &settings.model(section)?.network;
-            let (ort, tract) = engine_ms.get(network)?;
-            if choice.backend == "onnxruntime" {
-                *ort
-            } else {
-                *tract
-            }
+            *engine_ms.get(network)?
         })
         .sum();
     println!(
@@ -317,5 +341,9 @@ impl Engine for Timed {
         let outputs = self.engine.run(input);
         self.stopwatch.add(start.elapsed());
         outputs
+    }
+
+    fn placement(&self) -> crate::engine::Placement {
+        self.engine.placement()
     }
 }

@@ -41,6 +41,9 @@ struct Cli {
 /// Quick-try flags, applied over the file for this run only (a NET turns that model on).
 #[derive(Args)]
 struct Overrides {
+    /// `[engine] backend`; `bench` measures this one (default: onnxruntime).
+    #[arg(long, global = true, value_parser = ["auto", "tensorrt", "cuda", "onnxruntime", "tract"])]
+    backend: Option<String>,
     /// Port of the page, REST and signaling (all interfaces).
     #[arg(long, global = true)]
     port: Option<u16>,
@@ -110,6 +113,9 @@ enum Command {
 impl Overrides {
     fn to_settings(&self) -> Vec<(&'static str, &'static str, Json)> {
         let mut out = Vec::new();
+        if let Some(backend) = &self.backend {
+            out.push(("engine", "backend", json!(backend)));
+        }
         if let Some(port) = self.port {
             out.push(("server", "listen", json!(format!("0.0.0.0:{port}"))));
         }
@@ -153,10 +159,13 @@ fn main() -> ExitCode {
             iterations,
             picture,
             ..
-        }) => bench::run(&bench::Options {
-            threads: *threads,
-            iterations: *iterations,
-            picture: picture.clone(),
+        }) => bench_backend(cli.overrides.backend.as_deref()).and_then(|backend| {
+            bench::run(&bench::Options {
+                threads: *threads,
+                iterations: *iterations,
+                picture: picture.clone(),
+                backend,
+            })
         }),
         Some(Command::Infer { images, out, json }) => infer::run(&infer::Request {
             config: &cli.config,
@@ -173,6 +182,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bench` measures one named backend: `auto` would hide which.
+fn bench_backend(name: Option<&str>) -> anyhow::Result<engine::Backend> {
+    let name = name.unwrap_or("onnxruntime");
+    engine::Backend::parse(name)
+        .ok_or_else(|| anyhow::anyhow!("bench measures one backend, not {name:?}"))
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {

@@ -152,9 +152,16 @@ function showStatus({ status, results }) {
     state.dataset.state = model.state;
     state.title = model.error || '';
     const timing = $(`[data-timing-for="${section}"]`);
-    timing.textContent = model.state === 'ready' ? `${model.last_ms.toFixed(1)} ms (avg ${model.avg_ms.toFixed(1)})` : model.error || '';
+    timing.textContent = model.state === 'ready' ? `${model.last_ms.toFixed(1)} ms (avg ${model.avg_ms.toFixed(1)}) on ${placementText(model)}` : model.error || model.detail || '';
     $(`[data-result-for="${section}"]`).textContent = describeResult(section, (results || {})[section]);
   }
+}
+
+// The provider the session really runs on, and how much of the graph was left to the CPU.
+function placementText(model) {
+  const onCpu = model.cpu_nodes ? `, ${model.cpu_nodes} of ${model.nodes} nodes on the CPU` : '';
+  const fallback = model.fallback ? ` (${model.fallback})` : '';
+  return `${model.provider}${onCpu}${fallback}`;
 }
 
 function listen() {

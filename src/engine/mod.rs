@@ -1,9 +1,14 @@
-//! Inference behind one small trait. Backends: ONNX Runtime (`ort`, loaded at run time; on a
-//! Jetson its TensorRT and CUDA execution providers) and tract (pure Rust, always built, the
-//! fallback). Model-specific pre- and post-processing live with each task in `vision/`.
+//! Inference behind one small trait. Backends: ONNX Runtime (`ort`, loaded at run time) with
+//! its TensorRT or CUDA execution provider or on the CPU, and tract (pure Rust, always built,
+//! the fallback). Model-specific pre- and post-processing live with each task in `vision/`.
 
+mod choose;
+pub mod library;
 pub mod onnxruntime;
+mod profile;
 pub mod tract;
+
+pub use choose::{choose, Backend, Choice};
 
 use std::path::Path;
 
@@ -60,73 +65,41 @@ pub enum DType {
 pub trait Engine: Send {
     /// Runs the model on one input; returns the outputs in `ModelInput::outputs` order.
     fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>>;
+    /// Where the model's graph runs, for `/api/v1/status` and `/metrics`.
+    fn placement(&self) -> Placement;
+}
+
+/// Which provider a loaded model really runs on, read from ONNX Runtime's profile of its first
+/// run (so a provider that took no node is not reported as used).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Placement {
+    /// tensorrt | cuda | cpu (ONNX Runtime's own) | tract
+    pub provider: String,
+    /// Graph nodes ONNX Runtime put on its CPU provider although `provider` is a GPU one.
+    pub cpu_nodes: usize,
+    /// Graph nodes in all (after ONNX Runtime's fusions); 0 for tract.
+    pub nodes: usize,
+    /// Why the model is not on the backend `auto` chose (its session would not start there).
+    pub fallback: Option<String>,
+}
+
+impl Placement {
+    /// The placements of a task's models together (the hands task runs two).
+    pub fn combine(placements: &[Placement]) -> Placement {
+        let mut providers: Vec<&str> = placements.iter().map(|p| p.provider.as_str()).collect();
+        providers.dedup();
+        let fallbacks: Vec<&str> = placements
+            .iter()
+            .filter_map(|p| p.fallback.as_deref())
+            .collect();
+        Placement {
+            provider: providers.join("+"),
+            cpu_nodes: placements.iter().map(|p| p.cpu_nodes).sum(),
+            nodes: placements.iter().map(|p| p.nodes).sum(),
+            fallback: (!fallbacks.is_empty()).then(|| fallbacks.join("; ")),
+        }
+    }
 }
 
 /// Loads a model file for a task's input with the chosen backend.
 pub type Loader = dyn Fn(&Path, &ModelInput) -> anyhow::Result<Box<dyn Engine>> + Send + Sync;
-
-/// The backend in use and why, for `/api/v1/status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Choice {
-    pub backend: &'static str,
-    pub reason: String,
-    pub threads: usize,
-}
-
-/// Picks the backend `[engine]` asks for, falling back to tract (always built) when it
-/// cannot run here, and says why.
-pub fn choose(settings: &crate::settings::typed::Engine) -> (std::sync::Arc<Loader>, Choice) {
-    let threads = match settings.threads {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        n => n as usize,
-    };
-    let onnxruntime =
-        || onnxruntime::runtime(&settings.onnxruntime_lib).map(|p| p.display().to_string());
-    let (backend, reason) = match settings.backend.as_str() {
-        "tract" => ("tract", "chosen in [engine] backend".to_owned()),
-        "auto" => match onnxruntime() {
-            Ok(path) => ("onnxruntime", format!("auto: the fastest present ({path})")),
-            Err(e) => ("tract", format!("auto: {e}")),
-        },
-        requested => {
-            let why = match requested {
-                "onnxruntime" => None,
-                _ => Some(format!("{requested} is not built into this binary")),
-            };
-            match (why, onnxruntime()) {
-                (None, Ok(path)) => (
-                    "onnxruntime",
-                    format!("chosen in [engine] backend ({path})"),
-                ),
-                (Some(why), Ok(path)) => {
-                    ("onnxruntime", format!("{why}; using onnxruntime ({path})"))
-                }
-                (why, Err(e)) => (
-                    "tract",
-                    format!("{}; using tract", why.unwrap_or_else(|| e.to_string())),
-                ),
-            }
-        }
-    };
-    let library = settings.onnxruntime_lib.clone();
-    let loader: std::sync::Arc<Loader> = match backend {
-        "onnxruntime" => std::sync::Arc::new(move |path: &Path, input: &ModelInput| {
-            Ok(Box::new(onnxruntime::OrtEngine::load(
-                path, input, threads, &library,
-            )?) as Box<dyn Engine>)
-        }),
-        _ => std::sync::Arc::new(move |path: &Path, input: &ModelInput| {
-            Ok(Box::new(tract::TractEngine::load(path, input, threads)?) as Box<dyn Engine>)
-        }),
-    };
-    (
-        loader,
-        Choice {
-            backend,
-            reason,
-            threads,
-        },
-    )
-}

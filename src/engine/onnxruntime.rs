@@ -1,47 +1,26 @@
 //! The ONNX Runtime backend through `ort`, with the library loaded at run time: the PyPI
-//! wheel's libonnxruntime.so here, the onnxruntime-gpu build on a Jetson (whose TensorRT and
-//! CUDA execution providers are how visiond reaches TensorRT).
+//! wheel's libonnxruntime.so here, an onnxruntime-gpu build on a GPU machine or a Jetson,
+//! whose TensorRT and CUDA execution providers are registered here when asked for.
 
-use super::{Engine, ModelInput, Tensor, TensorData};
+use super::{library, profile, DType, Engine, ModelInput, Placement, Tensor, TensorData};
 use anyhow::Context;
+use ort::ep::ExecutionProvider;
+use ort::session::builder::SessionBuilder;
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// The library can be loaded once per process; the first successful path wins.
 static RUNTIME: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> =
     OnceLock::new();
 
-/// Where libonnxruntime.so is looked for, in order: the `engine.onnxruntime_lib` setting,
-/// `$ORT_DYLIB_PATH`, beside the binary, the package's `/usr/lib/visiond`, the checkout's
-/// `vendor/onnxruntime` (tools/setup puts it there), then the system's library path.
-pub fn candidates(setting: &str) -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    if !setting.is_empty() {
-        paths.push(PathBuf::from(setting));
-    }
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        paths.push(PathBuf::from(path));
-    }
-    if let Some(bin) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_owned))
-    {
-        paths.push(bin.join("libonnxruntime.so"));
-        paths.push(bin.join("../lib/visiond/libonnxruntime.so"));
-    }
-    paths.push(PathBuf::from("/usr/lib/visiond/libonnxruntime.so"));
-    paths.push(PathBuf::from("vendor/onnxruntime/libonnxruntime.so"));
-    paths.push(PathBuf::from("libonnxruntime.so"));
-    paths
-}
-
 /// Loads the library (once) and returns the path it came from.
 pub fn runtime(setting: &str) -> anyhow::Result<&'static Path> {
     let loaded = RUNTIME.get_or_init(|| {
         let mut tried = Vec::new();
-        for path in candidates(setting) {
+        for path in library::candidates(setting) {
             // A bare name goes to the dynamic loader's search path; a path must exist.
             if path.components().count() > 1 && !path.exists() {
                 continue;
@@ -65,10 +44,77 @@ pub fn runtime(setting: &str) -> anyhow::Result<&'static Path> {
     }
 }
 
+/// Where a session runs its graph; nodes a GPU provider cannot take go to ONNX Runtime's CPU
+/// provider (reported in the model's placement).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provider {
+    Cpu,
+    Cuda {
+        device: i32,
+    },
+    TensorRt {
+        device: i32,
+        fp16: bool,
+        /// Engines and timing caches: a Jetson's first build takes minutes, later starts read it.
+        cache_dir: PathBuf,
+    },
+}
+
+impl Provider {
+    /// Registers the provider on a session; ONNX Runtime's own error when it cannot start
+    /// (its library, CUDA's or TensorRT's missing), never a quiet fall back to the CPU.
+    fn register(&self, builder: &mut SessionBuilder) -> anyhow::Result<()> {
+        let cuda = |device| ort::ep::CUDA::default().with_device_id(device);
+        match self {
+            Provider::Cpu => Ok(()),
+            Provider::Cuda { device } => cuda(*device)
+                .register(builder)
+                .map_err(|e| anyhow::anyhow!("CUDA execution provider: {e}")),
+            Provider::TensorRt {
+                device,
+                fp16,
+                cache_dir,
+            } => {
+                let cache = cache_dir.join("tensorrt").display().to_string();
+                ort::ep::TensorRT::default()
+                    .with_device_id(*device)
+                    .with_fp16(*fp16)
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(&cache)
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(&cache)
+                    .register(builder)
+                    .map_err(|e| anyhow::anyhow!("TensorRT execution provider: {e}"))?;
+                // What TensorRT does not take runs on CUDA rather than the CPU.
+                cuda(*device)
+                    .register(builder)
+                    .map_err(|e| anyhow::anyhow!("CUDA execution provider: {e}"))
+            }
+        }
+    }
+}
+
+/// Loads the library and registers `provider` on a scratch session: whether it starts here.
+pub fn probe(library: &str, provider: &Provider) -> anyhow::Result<&'static Path> {
+    let path = runtime(library)?;
+    let mut builder = Session::builder(environment()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    provider.register(&mut builder)?;
+    Ok(path)
+}
+
+fn environment() -> anyhow::Result<&'static ort::environment::Environment> {
+    RUNTIME
+        .get()
+        .and_then(|r| r.as_ref().ok())
+        .map(|(_, environment)| environment)
+        .context("onnxruntime is not loaded")
+}
+
 pub struct OrtEngine {
     session: Session,
     input: String,
     outputs: Vec<String>,
+    placement: Placement,
 }
 
 impl OrtEngine {
@@ -77,12 +123,15 @@ impl OrtEngine {
         input: &ModelInput,
         threads: usize,
         library: &str,
+        provider: &Provider,
     ) -> anyhow::Result<OrtEngine> {
         runtime(library)?;
-        let (_, environment) = RUNTIME
-            .get()
-            .and_then(|r| r.as_ref().ok())
-            .context("onnxruntime is not loaded")?;
+        let environment = environment()?;
+        if let Provider::TensorRt { cache_dir, .. } = provider {
+            let cache = cache_dir.join("tensorrt");
+            std::fs::create_dir_all(&cache)
+                .with_context(|| format!("cannot create {}", cache.display()))?;
+        }
         // No spinning: the pipeline runs several sessions in turn, each with its own thread
         // pool, and threads left spinning after one model's run take the cores from the next
         // (six models in turn: 281 ms of inference a frame with it, 187 ms without).
@@ -95,6 +144,10 @@ impl OrtEngine {
                 .with_intra_threads(threads)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        provider.register(&mut builder)?;
+        let mut builder = builder
+            .with_profiling(profile_prefix())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| anyhow::anyhow!("{e}"))
@@ -122,12 +175,47 @@ impl OrtEngine {
         if let Some(missing) = outputs.iter().find(|o| !available.contains(o)) {
             anyhow::bail!("the model has no output named {missing:?} (it has {available:?})");
         }
-        Ok(OrtEngine {
+        let mut engine = OrtEngine {
             session,
             input: input_name,
             outputs,
-        })
+            placement: Placement::default(),
+        };
+        engine.placement = engine.first_run(input)?;
+        Ok(engine)
     }
+
+    /// Runs the model once on zeros, profiled, so that the provider's setup (CUDA's
+    /// convolution search) happens here rather than on the first frame, and reads from the
+    /// profile where each node ran.
+    fn first_run(&mut self, input: &ModelInput) -> anyhow::Result<Placement> {
+        let count = input.shape.iter().product();
+        let zeros = Tensor {
+            shape: input.shape.clone(),
+            data: match input.dtype {
+                DType::F32 => TensorData::F32(vec![0.0; count]),
+                DType::I32 => TensorData::I32(vec![0; count]),
+            },
+        };
+        self.run(&zeros).context("first run")?;
+        let file = self
+            .session
+            .end_profiling()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let text = std::fs::read_to_string(&file);
+        let _ = std::fs::remove_file(&file);
+        profile::placement(&text.with_context(|| format!("cannot read {file}"))?)
+    }
+}
+
+/// A fresh profile file name for each session (ONNX Runtime adds a timestamp and `.json`).
+fn profile_prefix() -> PathBuf {
+    static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "visiond-profile-{}-{}",
+        std::process::id(),
+        SESSIONS.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 impl Engine for OrtEngine {
@@ -166,6 +254,10 @@ impl Engine for OrtEngine {
             })
             .collect()
     }
+
+    fn placement(&self) -> Placement {
+        self.placement.clone()
+    }
 }
 
 #[cfg(test)]
@@ -185,9 +277,15 @@ mod tests {
             dtype: DType::I32,
             outputs: vec![],
         };
-        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "") else {
+        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu) else {
             panic!("libonnxruntime.so is missing: run tools/fetch-onnxruntime")
         };
+        let placement = ort.placement();
+        assert_eq!(
+            (placement.provider.as_str(), placement.cpu_nodes),
+            ("cpu", 0)
+        );
+        assert!(placement.nodes > 10, "{placement:?}");
         let mut tract = TractEngine::load(path, &input, 1).unwrap();
         let pixels = Tensor {
             shape: input.shape.clone(),

@@ -1,7 +1,7 @@
 //! The tract backend: pure Rust, always built, the fallback. Models are planned once for the
 //! task's fixed input shape (`into_optimized`), which is what makes tract fast.
 
-use super::{DType, Engine, ModelInput, Tensor, TensorData};
+use super::{DType, Engine, ModelInput, Placement, Tensor, TensorData};
 use anyhow::Context;
 use std::path::Path;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
@@ -126,6 +126,13 @@ impl Engine for TractEngine {
                 Ok(Tensor { shape, data })
             })
             .collect()
+    }
+
+    fn placement(&self) -> Placement {
+        Placement {
+            provider: "tract".to_owned(),
+            ..Placement::default()
+        }
     }
 }
 

@@ -2,13 +2,13 @@
 //! thread when a section's network (or the engine) changes, while frames keep flowing.
 
 use super::status::{ModelState, ModelStatus, Shared};
-use crate::engine::{self, Loader};
+use crate::engine::{self, Loader, Placement};
 use crate::settings::schema::MODEL_SECTIONS;
 use crate::settings::typed::Engine as EngineSettings;
 use crate::settings::Settings;
 use crate::vision::{self, catalog::Catalog, Task};
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 /// What a loaded task depends on: a change in any of these loads it anew.
@@ -34,10 +34,21 @@ struct Request {
     settings: Arc<Settings>,
 }
 
+/// What the loader thread tells the pipeline.
+enum Message {
+    /// A load that takes long has begun (a TensorRT engine build), and why.
+    Loading {
+        section: &'static str,
+        recipe: Recipe,
+        detail: String,
+    },
+    Loaded(Loaded),
+}
+
 struct Loaded {
     section: &'static str,
     recipe: Recipe,
-    task: anyhow::Result<Box<dyn Task>>,
+    task: anyhow::Result<(Box<dyn Task>, Placement)>,
 }
 
 /// One section's task and what it was built from.
@@ -52,7 +63,7 @@ struct Slot {
 pub struct Models {
     slots: Vec<Slot>,
     requests: mpsc::Sender<Request>,
-    loaded: mpsc::Receiver<Loaded>,
+    loaded: mpsc::Receiver<Message>,
 }
 
 impl Models {
@@ -82,18 +93,35 @@ impl Models {
 
     /// Between frames: installs finished loads and asks for what the settings now want.
     pub fn update(&mut self, settings: &Arc<Settings>) {
-        while let Ok(loaded) = self.loaded.try_recv() {
+        while let Ok(message) = self.loaded.try_recv() {
+            let loaded = match message {
+                Message::Loading {
+                    section,
+                    recipe,
+                    detail,
+                } => {
+                    if let Some(slot) = self.slots.iter_mut().find(|s| s.section == section) {
+                        if slot.wanted.as_ref() == Some(&recipe) {
+                            slot.status.detail = Some(detail);
+                        }
+                    }
+                    continue;
+                }
+                Message::Loaded(loaded) => loaded,
+            };
             let Some(slot) = self.slots.iter_mut().find(|s| s.section == loaded.section) else {
                 continue;
             };
             if slot.wanted.as_ref() != Some(&loaded.recipe) {
                 continue; // settings moved on while it loaded
             }
+            slot.status.detail = None;
             match loaded.task {
-                Ok(task) => {
+                Ok((task, placement)) => {
                     slot.task = Some((loaded.recipe, task));
                     slot.status.state = ModelState::Ready;
                     slot.status.error = None;
+                    slot.status.placement = placement;
                     slot.status.avg_ms = 0.0;
                     tracing::info!(section = slot.section, network = %slot.status.network, "model ready");
                 }
@@ -101,6 +129,7 @@ impl Models {
                     slot.task = None;
                     slot.status.state = ModelState::Error;
                     slot.status.error = Some(format!("{e:#}"));
+                    slot.status.placement = Placement::default();
                     tracing::error!(section = slot.section, "model failed to load: {e:#}");
                 }
             }
@@ -204,38 +233,71 @@ impl Models {
 fn load_forever(
     catalog: &Result<Catalog, String>,
     inbox: &mpsc::Receiver<Request>,
-    outbox: &mpsc::Sender<Loaded>,
+    outbox: &mpsc::Sender<Message>,
     shared: &Shared,
 ) {
-    let mut engine: Option<(EngineSettings, Arc<Loader>)> = None;
+    let mut engine: Option<(EngineSettings, Arc<Loader>, engine::Choice)> = None;
     while let Ok(request) = inbox.recv() {
-        if engine.as_ref().map(|(s, _)| s) != Some(&request.recipe.engine) {
+        if engine.as_ref().map(|(s, ..)| s) != Some(&request.recipe.engine) {
             let (loader, choice) = engine::choose(&request.recipe.engine);
             tracing::info!(backend = choice.backend, reason = %choice.reason, "inference engine");
-            shared.update_status(|status| status.engine = Some(choice));
-            engine = Some((request.recipe.engine.clone(), loader));
+            shared.update_status(|status| status.engine = Some(choice.clone()));
+            engine = Some((request.recipe.engine.clone(), loader, choice));
         }
-        let loader = &engine.as_ref().expect("set above").1;
+        let (_, loader, choice) = engine.as_ref().expect("set above");
+        if choice.runs && choice.backend == "tensorrt" {
+            let detail = format!(
+                "TensorRT builds its engine (minutes on a Jetson the first time; then read from {})",
+                request.recipe.engine.cache_dir
+            );
+            let _ = outbox.send(Message::Loading {
+                section: request.section,
+                recipe: request.recipe.clone(),
+                detail,
+            });
+        }
         let task = match catalog {
-            Ok(catalog) => vision::build(
-                request.section,
-                &request.settings,
-                &vision::Context {
-                    catalog,
-                    loader: loader.as_ref(),
-                },
-            ),
+            Ok(catalog) => build_placed(request.section, &request.settings, catalog, loader),
             Err(e) => Err(anyhow::anyhow!("{e}")),
         };
-        if outbox
-            .send(Loaded {
-                section: request.section,
-                recipe: request.recipe,
-                task,
-            })
-            .is_err()
-        {
+        let loaded = Loaded {
+            section: request.section,
+            recipe: request.recipe,
+            task,
+        };
+        if outbox.send(Message::Loaded(loaded)).is_err() {
             return;
         }
     }
+}
+
+/// Builds a section's task and says where its models (the hands task has two) run.
+fn build_placed(
+    section: &str,
+    settings: &Settings,
+    catalog: &Catalog,
+    loader: &Arc<Loader>,
+) -> anyhow::Result<(Box<dyn Task>, Placement)> {
+    let placements = Arc::new(Mutex::new(Vec::new()));
+    let recording: Arc<Loader> = {
+        let (loader, placements) = (loader.clone(), placements.clone());
+        Arc::new(move |path: &Path, input: &engine::ModelInput| {
+            let engine = loader(path, input)?;
+            placements
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(engine.placement());
+            Ok(engine)
+        })
+    };
+    let task = vision::build(
+        section,
+        settings,
+        &vision::Context {
+            catalog,
+            loader: recording.as_ref(),
+        },
+    )?;
+    let placements = placements.lock().unwrap_or_else(|p| p.into_inner());
+    Ok((task, Placement::combine(&placements)))
 }

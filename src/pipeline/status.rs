@@ -24,6 +24,11 @@ pub struct ModelStatus {
     pub state: ModelState,
     pub network: String,
     pub error: Option<String>,
+    /// What a `loading` model waits for when that can take long (a TensorRT engine build).
+    pub detail: Option<String>,
+    /// The provider its session really runs on, and the nodes left to the CPU.
+    #[serde(flatten)]
+    pub placement: crate::engine::Placement,
     /// Milliseconds of the last frame's inference (pre-processing and decoding included).
     pub last_ms: f64,
     /// Moving average of `last_ms`.

@@ -60,6 +60,9 @@ pub struct Engine {
     pub backend: String,
     pub threads: u32,
     pub onnxruntime_lib: String,
+    pub gpu_device: u32,
+    pub fp16: bool,
+    pub cache_dir: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -67,6 +67,26 @@ pub fn render(ctx: &Context) -> Response {
         "gauge",
         per_model(&|m| m.avg_ms),
     );
+    gauge(
+        "model_provider",
+        "1 for the provider each loaded model's session runs on (tensorrt, cuda, cpu, tract).",
+        "gauge",
+        runtime
+            .models
+            .iter()
+            .filter(|(_, model)| !model.placement.provider.is_empty())
+            .map(|(name, model)| {
+                let provider = &model.placement.provider;
+                (format!("{{model=\"{name}\",provider=\"{provider}\"}}"), 1.0)
+            })
+            .collect(),
+    );
+    gauge(
+        "model_cpu_nodes",
+        "Graph nodes ONNX Runtime left to the CPU beside the model's GPU provider.",
+        "gauge",
+        per_model(&|m| m.placement.cpu_nodes as f64),
+    );
     let (viewers, publishing) = ctx.webrtc.counts();
     gauge(
         "webrtc_viewers",
