@@ -17,6 +17,10 @@ pub struct Registry {
     epoch: Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Connection>>>,
+    /// Connections whose socket is still open, including those told to close.
+    alive: AtomicUsize,
+    /// Signalled each time a connection's socket is gone.
+    ended: Notify,
     cap: usize,
     idle_timeout: Duration,
 }
@@ -43,6 +47,8 @@ impl Registry {
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
+            alive: AtomicUsize::new(0),
+            ended: Notify::new(),
             cap,
             idle_timeout,
         })
@@ -52,13 +58,23 @@ impl Registry {
         self.cap
     }
 
-    /// Registers a new connection. At the cap the least recently active connection with no
-    /// response under way is told to close; when every one is busy the newcomer is refused.
-    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
-        let mut open = self.lock();
-        if open.len() >= self.cap && !close_least_active(&mut open) {
-            return None;
+    /// Makes room for one more connection under the cap: the least recently active one with
+    /// no response under way is told to close, and its end awaited. False when every
+    /// connection is busy: the newcomer is then refused.
+    pub async fn make_room(&self) -> bool {
+        while self.alive.load(Ordering::Relaxed) >= self.cap {
+            if !close_least_active(&mut self.lock())
+                && self.lock().len() >= self.alive.load(Ordering::Relaxed)
+            {
+                return false;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.ended.notified()).await;
         }
+        true
+    }
+
+    /// Registers a new connection (after `make_room`).
+    pub fn admit(self: &Arc<Self>) -> Admitted {
         let connection = Arc::new(Connection {
             epoch: self.epoch,
             last_active: AtomicU64::new(0),
@@ -67,12 +83,13 @@ impl Registry {
         });
         connection.touch();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        open.insert(id, connection.clone());
-        Some(Admitted {
+        self.alive.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, connection.clone());
+        Admitted {
             registry: self.clone(),
             id,
             connection,
-        })
+        }
     }
 
     /// Closes the least recently active connection with no response under way, if any.
@@ -115,6 +132,8 @@ fn close_least_active(open: &mut HashMap<u64, Arc<Connection>>) -> bool {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
+        self.registry.alive.fetch_sub(1, Ordering::Relaxed);
+        self.registry.ended.notify_one();
     }
 }
 
@@ -231,24 +250,33 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn at_the_cap_the_least_recently_active_idle_connection_goes() {
+    #[tokio::test]
+    async fn at_the_cap_the_least_recently_active_idle_connection_goes() {
         let registry = Registry::new(2, Duration::from_secs(60));
-        let streaming = registry.admit().unwrap();
+        let streaming = registry.admit();
         let _busy = streaming.connection.busy();
-        let idle = registry.admit().unwrap();
-        let newcomer = registry.admit().expect("room made");
+        let idle = registry.admit();
+        let idle_id = idle.id;
+        // The idle one's task sees the request and ends, freeing its place.
+        let closing = idle.connection.clone();
+        let task = tokio::spawn(async move {
+            closing.closing().await;
+            drop(idle);
+        });
+        assert!(registry.make_room().await);
+        task.await.unwrap();
+        let newcomer = registry.admit();
         let open = registry.lock();
         assert!(open.contains_key(&streaming.id), "a busy one stays");
-        assert!(!open.contains_key(&idle.id));
+        assert!(!open.contains_key(&idle_id));
         assert!(open.contains_key(&newcomer.id));
     }
 
-    #[test]
-    fn when_every_connection_is_busy_the_newcomer_is_refused() {
+    #[tokio::test]
+    async fn when_every_connection_is_busy_the_newcomer_is_refused() {
         let registry = Registry::new(1, Duration::from_secs(60));
-        let busy = registry.admit().unwrap();
+        let busy = registry.admit();
         let _busy = busy.connection.busy();
-        assert!(registry.admit().is_none());
+        assert!(!registry.make_room().await);
     }
 }

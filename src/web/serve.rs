@@ -38,7 +38,7 @@ pub async fn run<S>(
     S::Future: Send,
 {
     let registry = Registry::new(connection_cap(), IDLE_TIMEOUT);
-    tracing::debug!("at most {} connections", registry.cap());
+    tracing::info!("at most {} connections at once", registry.cap());
     let mut http = Http::new();
     http.http1_header_read_timeout(HEADER_READ_TIMEOUT);
     let http = Arc::new(http);
@@ -64,7 +64,10 @@ pub async fn run<S>(
                     }
                 };
                 // Every connection busy at the cap: the newcomer is dropped, closing it.
-                let Some(admitted) = registry.admit() else { continue };
+                if !registry.make_room().await {
+                    continue;
+                }
+                let admitted = registry.admit();
                 let _ = socket.set_nodelay(true);
                 tasks.spawn(connection(
                     socket,
@@ -143,7 +146,8 @@ async fn drive<I, S>(
     }
 }
 
-/// Half the process's descriptor limit: the rest is for models, WebRTC sockets and files.
+/// Half the descriptors the process has left under its limit: the other half is for what
+/// it opens later (models, WebRTC sockets, files).
 fn connection_cap() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -151,8 +155,9 @@ fn connection_cap() -> usize {
     };
     // SAFETY: getrlimit writes only into the struct it is given.
     let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    let descriptors = if known { limit.rlim_cur } else { 1024 };
-    (descriptors / 2).clamp(16, 16384) as usize
+    let descriptors = if known { limit.rlim_cur as usize } else { 1024 };
+    let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
+    (descriptors.saturating_sub(open) / 2).clamp(8, 16384)
 }
 
 /// The certificate chain and key of `server.tls_cert` and `tls_key`, for HTTPS.
