@@ -164,8 +164,50 @@ function placementText(model) {
   return `${model.provider}${onCpu}${fallback}`;
 }
 
+// EventSource cannot send the token that auth_viewers asks for: with a token saved the
+// stream is read by fetch, and handed out as the same events.
+class TokenEventSource extends EventTarget {
+  constructor(url) {
+    super();
+    this.read(url);
+  }
+
+  async read(url) {
+    for (;;) {
+      try {
+        const response = await fetch(url, { headers: authHeaders() });
+        if (response.ok) {
+          this.dispatchEvent(new Event('open'));
+          await this.dispatchAll(response.body.pipeThrough(new TextDecoderStream()).getReader());
+        }
+      } catch (error) {
+        // Reconnect below, as EventSource does.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
+  async dispatchAll(reader) {
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const field = (name) => block.split('\n').filter((l) => l.startsWith(`${name}:`)).map((l) => l.slice(name.length + 1).trim());
+        const data = field('data');
+        if (data.length) this.dispatchEvent(new MessageEvent(field('event')[0] || 'message', { data: data.join('\n') }));
+      }
+    }
+  }
+}
+
 function listen() {
-  const events = new EventSource('/api/v1/events');
+  const url = '/api/v1/events';
+  const events = localStorage.getItem(TOKEN_KEY) ? new TokenEventSource(url) : new EventSource(url);
   // After a (re)connect, anything may have changed meanwhile.
   events.addEventListener('open', refreshAll);
   events.addEventListener('resync', refreshAll);

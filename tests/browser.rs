@@ -104,3 +104,43 @@ fn two_browsers_stay_in_step() {
     );
     assert!(server.file().contains("mode = \"blur\""));
 }
+
+#[test]
+fn with_auth_viewers_the_page_opens_once_the_token_is_typed() {
+    let server = Server::start_with(
+        |t| {
+            t.replace("auth_token = \"\"", "auth_token = \"s3cret\"")
+                .replace("auth_viewers = false", "auth_viewers = true")
+        },
+        &[],
+    );
+    let browser = Browser::start(&[]);
+    browser.open(&server.url("/"));
+    browser.wait_until("return document.readyState", SECOND, |s| s == "complete");
+    let controls = format!("return document.querySelectorAll('{SLIDER}').length");
+    assert_eq!(
+        browser.eval(&controls),
+        json!(0),
+        "the prompt shows no settings"
+    );
+    browser.send_keys("#token", "s3cret\n");
+    browser.wait_until(&controls, 5 * SECOND, |n| n == &json!(1));
+    // The page's own script has the token: its event stream moves the controls...
+    let text = server.file().replace(
+        "confidence_threshold = 0.5   # minimum confidence of a box",
+        "confidence_threshold = 0.8   # minimum confidence of a box",
+    );
+    common::save_by_rename(&server.config, &text);
+    let slider = format!("return Number(document.querySelector('{SLIDER}').value)");
+    browser.wait_until(&slider, 5 * SECOND, |v| v == &json!(0.8));
+    // ...and its writes are accepted.
+    browser.click(r#"input[data-key="pose.enabled"]"#);
+    let deadline = std::time::Instant::now() + 5 * SECOND;
+    while !server.file().contains("[pose]\nenabled = true") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page's write did not land"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -289,6 +289,7 @@ fn build_schema() -> Vec<Key> {
         restart_key(s, "tls_key", Kind::Text, json!(""), "PEM private key of tls_cert"),
         key(s, "auth_token", Kind::Text, json!(""), "when set, config writes (PUT/PATCH) and WHIP publishing need \"Authorization: Bearer <token>\"; reads stay open"),
         key(s, "auth_viewers", Kind::Bool, json!(false), "true: WHEP viewing, the page's video and reads need the token too"),
+        key(s, "allowed_hosts", Kind::TextList, json!([]), "host names the page is reached by besides IP addresses, localhost and this machine's hostname"),
         key(i, "uri", Kind::InputUri, json!("webrtc"), "webrtc | test | images:<dir or glob> | file:<path> | v4l2:/dev/videoN | rtsp://..."),
         key(i, "width", Kind::Int { min: 16, max: 7680 }, json!(1280), "frame width in pixels (16..7680)"),
         key(i, "height", Kind::Int { min: 16, max: 4320 }, json!(720), "frame height in pixels (16..4320)"),

@@ -29,6 +29,7 @@ pub struct Server {
     pub tls_key: String,
     pub auth_token: String,
     pub auth_viewers: bool,
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -73,10 +73,6 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
         }
     } else if rejection.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "not found")
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 64 KiB")
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::new(StatusCode::LENGTH_REQUIRED, "send a Content-Length")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else {

@@ -1,11 +1,15 @@
 //! The HTTP side: routes, REST, SSE, the page, OpenAPI and metrics.
 
+mod connections;
 mod error;
 mod events;
+mod host;
+mod methods;
 mod metrics;
 mod openapi;
 mod page;
 mod rest;
+mod serve;
 mod status;
 mod webrtc;
 
@@ -31,6 +35,8 @@ pub struct Context {
     pub catalog: Option<Catalog>,
     pub page: page::Page,
     pub webrtc: Arc<Hub>,
+    hosts: host::Hosts,
+    status: status::Cache,
 }
 
 impl Context {
@@ -46,6 +52,8 @@ impl Context {
             catalog,
             page: page::Page::new()?,
             webrtc,
+            hosts: host::Hosts::of_this_machine(),
+            status: status::Cache::default(),
         }))
     }
 }
@@ -57,29 +65,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let server = ctx.store.settings().server.clone();
-    let cannot = |e: warp::Error| anyhow::anyhow!("cannot listen on {addr}: {e}");
-    match (server.tls_cert.as_str(), server.tls_key.as_str()) {
-        ("", "") => {
-            let (bound, serving) = warp::serve(routes(ctx))
-                .try_bind_with_graceful_shutdown(addr, shutdown)
-                .map_err(cannot)?;
-            ready(&format!("http://{bound}/"));
-            serving.await;
-        }
+    let tls = match (server.tls_cert.as_str(), server.tls_key.as_str()) {
+        ("", "") => None,
         ("", _) | (_, "") => {
             anyhow::bail!("server.tls_cert and server.tls_key: set both or neither")
         }
-        (cert, key) => {
-            let (bound, serving) = warp::serve(routes(ctx))
-                .tls()
-                .cert_path(cert)
-                .key_path(key)
-                .try_bind_with_graceful_shutdown(addr, shutdown)
-                .map_err(cannot)?;
-            ready(&format!("https://{bound}/"));
-            serving.await;
-        }
-    }
+        (cert, key) => Some(serve::tls_acceptor(cert, key)?),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    ready(&format!("{scheme}://{}/", listener.local_addr()?));
+    serve::run(listener, tls, warp::service(routes(ctx)), shutdown).await;
     Ok(())
 }
 
@@ -148,7 +146,14 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         .and(warp::path!("status"))
         .and(warp::get())
         .and(read.clone())
-        .map(|ctx: Arc<Context>| warp::reply::json(&status::status(&ctx)).into_response());
+        .map(|ctx: Arc<Context>| {
+            let mut response = Response::new(ctx.status.body(&ctx).into());
+            response.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("application/json"),
+            );
+            response
+        });
     let results = api()
         .and(warp::path!("results"))
         .and(warp::get())
@@ -177,10 +182,19 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(read.clone())
         .map(|ctx: Arc<Context>| metrics::render(&ctx));
+    // With auth_viewers the page itself is a read: without the token a prompt for it.
     let index = warp::path::end()
         .and(warp::get())
         .and(with_ctx.clone())
-        .map(|ctx: Arc<Context>| ctx.page.render(&ctx));
+        .and(warp::header::optional::<String>("authorization"))
+        .map(|ctx: Arc<Context>, auth: Option<String>| {
+            let server = &ctx.store.settings().server;
+            if server.auth_viewers && !token_matches(server, auth.as_deref()) {
+                page::token_prompt()
+            } else {
+                ctx.page.render(&ctx)
+            }
+        });
     let assets = warp::path!("static" / String)
         .and(warp::get())
         .map(|name: String| page::asset(&name));
@@ -224,10 +238,12 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
     // Viewing is a read (a token only with auth_viewers); publishing is a write.
     routes.extend(signaling(Role::Viewer, false));
     routes.extend(signaling(Role::Publisher, true));
-    routes
+    let all = routes
         .into_iter()
         .reduce(|all, route| all.or(route).unify().boxed())
-        .expect("routes")
+        .expect("routes");
+    known_host(ctx)
+        .and(all)
         .recover(error::recover)
         .unify()
         .with(warp::log::custom(|info| {
@@ -328,7 +344,7 @@ async fn check_auth(
         }
     }
     let needs_token = !server.auth_token.is_empty() && (write || server.auth_viewers);
-    if needs_token && auth.as_deref() != Some(format!("Bearer {}", server.auth_token).as_str()) {
+    if needs_token && !token_matches(&server, auth.as_deref()) {
         return Err(warp::reject::custom(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "this needs \"Authorization: Bearer <server.auth_token>\"",
@@ -337,18 +353,78 @@ async fn check_auth(
     Ok(())
 }
 
-/// A request body of at most 64 KiB, checked and decoded by `parse` from its content type
-/// and bytes (an SDP offer, a write's JSON).
+/// Whether an Authorization header carries the token (always, when none is set).
+fn token_matches(server: &crate::settings::typed::Server, auth: Option<&str>) -> bool {
+    server.auth_token.is_empty() || auth == Some(format!("Bearer {}", server.auth_token).as_str())
+}
+
+/// Refuses requests whose Host is not a name of this appliance (DNS rebinding: a page on
+/// another name, resolved to our address, with its Origin to match).
+fn known_host(ctx: Arc<Context>) -> BoxedFilter<()> {
+    warp::host::optional()
+        .and_then(move |authority: Option<warp::host::Authority>| {
+            let ctx = ctx.clone();
+            async move {
+                let Some(authority) = authority else {
+                    return Ok(());
+                };
+                let listed = &ctx.store.settings().server.allowed_hosts;
+                if ctx.hosts.allows(authority.host(), listed) {
+                    return Ok(());
+                }
+                Err(warp::reject::custom(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Host {} is not this appliance's; add it to server.allowed_hosts",
+                        authority.host()
+                    ),
+                )))
+            }
+        })
+        .untuple_one()
+        .boxed()
+}
+
+/// A request body of at most 64 KiB, sized by Content-Length or sent chunked, checked and
+/// decoded by `parse` from its content type and bytes (an SDP offer, a write's JSON).
 fn body<T: Send + 'static>(
     parse: fn(Option<&str>, &[u8]) -> Result<T, ApiError>,
 ) -> BoxedFilter<(T,)> {
-    warp::body::content_length_limit(rest::MAX_BODY)
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |length: Option<u64>| async move {
+            // Refused before the body is sent.
+            match length {
+                Some(length) if length > rest::MAX_BODY => Err(warp::reject::custom(too_large())),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
         .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::bytes())
-        .and_then(
-            move |content_type: Option<String>, body: bytes::Bytes| async move {
-                parse(content_type.as_deref(), &body).map_err(warp::reject::custom)
-            },
-        )
+        .and(warp::body::stream())
+        .and_then(move |content_type: Option<String>, chunks| async move {
+            let body = collect_body(chunks).await.map_err(warp::reject::custom)?;
+            parse(content_type.as_deref(), &body).map_err(warp::reject::custom)
+        })
         .boxed()
+}
+
+async fn collect_body<B: bytes::Buf>(
+    chunks: impl futures_util::Stream<Item = Result<B, warp::Error>>,
+) -> Result<Vec<u8>, ApiError> {
+    use bytes::BufMut;
+    use futures_util::StreamExt;
+    let mut chunks = Box::pin(chunks);
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        if body.len() + chunk.remaining() > rest::MAX_BODY as usize {
+            return Err(too_large());
+        }
+        body.put(chunk);
+    }
+    Ok(body)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 64 KiB")
 }

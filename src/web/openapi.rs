@@ -15,7 +15,8 @@ pub fn document() -> Json {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Config": config_schema(),
+                "Config": config_schema(Tree::Settings),
+                "ConfigPatch": config_schema(Tree::Patch),
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -42,14 +43,25 @@ fn property_schema(kind: &Kind) -> Json {
     }
 }
 
-fn config_schema() -> Json {
+/// The settings tree as GET answers it, or as a merge patch names a part of it.
+#[derive(Clone, Copy, PartialEq)]
+enum Tree {
+    Settings,
+    /// Any sections, any of their keys; `null` resets a key to its default.
+    Patch,
+}
+
+fn config_schema(tree: Tree) -> Json {
     let mut sections = Map::new();
     for section in schema::sections() {
         let mut properties = Map::new();
         for key in SCHEMA.iter().filter(|k| k.section == section) {
             let mut property = property_schema(&key.kind);
-            property["default"] = key.default.clone();
             property["description"] = Json::from(key.doc);
+            match tree {
+                Tree::Settings => property["default"] = key.default.clone(),
+                Tree::Patch => property["nullable"] = Json::Bool(true),
+            }
             properties.insert(key.name.to_owned(), property);
         }
         sections.insert(
@@ -118,8 +130,8 @@ fn paths() -> Json {
             "summary": "JSON merge patch (RFC 7396) of several settings, all or nothing; null resets a key to its default",
             "security": [{"bearer": []}],
             "requestBody": {"required": true, "content": {
-                "application/merge-patch+json": {"schema": {"type": "object"}},
-                "application/json": {"schema": {"type": "object"}}
+                "application/merge-patch+json": {"schema": {"$ref": "#/components/schemas/ConfigPatch"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/ConfigPatch"}}
             }},
             "responses": with_errors(single("200", json_ok("every setting after the patch", json!({"$ref": "#/components/schemas/Config"}))), &write_errors)
         }

@@ -2,6 +2,7 @@
 //! the `checkbox`, `slider`, `select` and `text` partials from the schema, and the page's
 //! own scripts and styles, all compiled into the binary so nothing comes from elsewhere.
 
+use super::error::ApiError;
 use super::Context;
 use crate::settings::schema::{self, Key, Kind, MODEL_SECTIONS, SCHEMA};
 use handlebars::Handlebars;
@@ -26,7 +27,7 @@ const TEMPLATES: [(&str, &str); 5] = [
     ("text", include_str!("../../templates/partials/text.hbs")),
 ];
 
-const ASSETS: [(&str, &str, &str); 3] = [
+const ASSETS: [(&str, &str, &str); 4] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -36,6 +37,11 @@ const ASSETS: [(&str, &str, &str); 3] = [
         "video.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/video.js"),
+    ),
+    (
+        "token.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/token.js"),
     ),
     (
         "style.css",
@@ -82,8 +88,15 @@ pub fn asset(name: &str) -> Response {
         Some((_, content_type, body)) => {
             warp::reply::with_header(*body, "content-type", *content_type).into_response()
         }
-        None => warp::reply::with_status("no such asset", StatusCode::NOT_FOUND).into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, format!("no asset `{name}`")).into_response(),
     }
+}
+
+/// Stands in for the page when viewing needs the token: a navigation cannot send it, so
+/// static/token.js asks for it and fetches the page with it.
+pub fn token_prompt() -> Response {
+    let html = warp::reply::html(include_str!("../../templates/token.html"));
+    warp::reply::with_status(html, StatusCode::UNAUTHORIZED).into_response()
 }
 
 fn page_data(ctx: &Context) -> Json {

@@ -66,10 +66,13 @@ pub async fn patch_config(ctx: Arc<Context>, patch: Json) -> Result<Response, Ap
 
 async fn write(ctx: Arc<Context>, edits: Vec<(String, String, Json)>) -> Result<(), ApiError> {
     // File I/O under the store's lock: keep it off the async workers.
-    tokio::task::spawn_blocking(move || ctx.store.write(&edits))
+    let store = ctx.store.clone();
+    let written = tokio::task::spawn_blocking(move || store.write(&edits))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ApiError::from)
+        .map_err(ApiError::from);
+    ctx.status.invalidate();
+    written
 }
 
 /// Parses a write's body: JSON by content type and by content, else 415.

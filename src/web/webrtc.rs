@@ -29,6 +29,7 @@ pub async fn offer(ctx: Arc<Context>, role: Role, offer: String) -> Result<Respo
         Role::Publisher => ctx.webrtc.publish(offer).await,
     }
     .map_err(api_error)?;
+    ctx.status.invalidate();
     let location = format!("/{}/{id}", role.path());
     let reply = warp::reply::with_status(answer, StatusCode::CREATED);
     let reply = warp::reply::with_header(reply, "content-type", "application/sdp");
@@ -37,6 +38,7 @@ pub async fn offer(ctx: Arc<Context>, role: Role, offer: String) -> Result<Respo
 
 pub async fn end(ctx: Arc<Context>, role: Role, id: String) -> Result<Response, ApiError> {
     ctx.webrtc.end(role, &id).await.map_err(api_error)?;
+    ctx.status.invalidate();
     Ok(StatusCode::OK.into_response())
 }
 

@@ -48,16 +48,26 @@ impl Server {
 
     /// Starts visiond on the shipped config edited by `edit`, with extra arguments.
     pub fn start_with(edit: impl FnOnce(String) -> String, args: &[&str]) -> Server {
-        Server::launch(edit, args, false)
+        Server::launch(edit, args, false, None)
+    }
+
+    /// Like `start_with`, with at most `descriptors` open files (systemd's LimitNOFILE).
+    pub fn start_with_fd_limit(edit: impl FnOnce(String) -> String, descriptors: u64) -> Server {
+        Server::launch(edit, &[], false, Some(descriptors))
     }
 
     /// Like `start_with`, but as an unprivileged user when the tests run as root, so that
     /// file permissions apply to the server.
     pub fn start_unprivileged(edit: impl FnOnce(String) -> String) -> Server {
-        Server::launch(edit, &[], true)
+        Server::launch(edit, &[], true, None)
     }
 
-    fn launch(edit: impl FnOnce(String) -> String, args: &[&str], unprivileged: bool) -> Server {
+    fn launch(
+        edit: impl FnOnce(String) -> String,
+        args: &[&str],
+        unprivileged: bool,
+        fd_limit: Option<u64>,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("visiond.toml");
@@ -72,7 +82,18 @@ impl Server {
             std::fs::copy(&binary, &copy).unwrap();
             binary = copy;
         }
-        let mut command = Command::new(binary);
+        // prlimit sets the limit and execs the binary: the child's pid stays visiond's.
+        let mut command = match fd_limit {
+            Some(n) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(binary);
+                prlimit
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("--config")
             .arg(&config)
