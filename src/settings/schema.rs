@@ -523,6 +523,13 @@ mod tests {
             .unwrap_err()
             .contains("expected a number"));
         assert_eq!(threshold.check(&json!(1)), Ok(json!(1.0)));
+        // Integers are checked as integers: i64::MIN is not rounded through f64 in the error.
+        let fps = find("input", "fps").unwrap();
+        let error = fps.check(&json!(i64::MIN)).unwrap_err();
+        assert!(
+            error.starts_with("-9223372036854775808 is out of range 1..120"),
+            "{error}"
+        );
         let overlay = find("detection", "overlay").unwrap();
         assert!(overlay.check(&json!(["box", "box"])).is_err());
         assert!(overlay.check(&json!(["sparkles"])).is_err());
