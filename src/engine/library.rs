@@ -34,17 +34,24 @@ pub fn candidates(setting: &str) -> Vec<PathBuf> {
 
 /// `libonnxruntime.so` or the wheel's `libonnxruntime.so.<version>` in `dir`.
 fn library_in(dir: &Path) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
+    entries_named(dir, "libonnxruntime.so").into_iter().next()
+}
+
+/// The entries of `dir` whose names start with `prefix`, sorted; none if it cannot be read.
+fn entries_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+                .is_some_and(|n| n.starts_with(prefix))
         })
         .collect();
     found.sort();
-    found.into_iter().next()
+    found
 }
 
 /// The `lib/python3.*` folders of the system, /usr/local, the user and a virtual environment.
@@ -56,23 +63,10 @@ fn python_lib_dirs() -> Vec<PathBuf> {
     if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
         roots.push(Path::new(&venv).join("lib"));
     }
-    let mut dirs = Vec::new();
-    for root in roots {
-        let Ok(entries) = std::fs::read_dir(&root) else {
-            continue;
-        };
-        let mut pythons: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("python3"))
-            })
-            .collect();
-        pythons.sort();
-        dirs.extend(pythons);
-    }
-    dirs
+    roots
+        .iter()
+        .flat_map(|root| entries_named(root, "python3"))
+        .collect()
 }
 
 /// onnxruntime-gpu wheels under those folders: `onnxruntime/capi/` with a GPU provider

@@ -65,7 +65,7 @@ pub async fn patch_config(ctx: Arc<Context>, patch: Json) -> Result<Response, Ap
 }
 
 async fn write(ctx: Arc<Context>, edits: Vec<(String, String, Json)>) -> Result<(), ApiError> {
-    // File I/O under the store's lock: keep it off the async workers.
+    // The write reads, fsyncs and renames the file: keep that off the async workers.
     let store = ctx.store.clone();
     let written = tokio::task::spawn_blocking(move || store.write(&edits))
         .await
