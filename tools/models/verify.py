@@ -6,10 +6,12 @@ shapes) agree on seeded random inputs and on a real picture, and the decoded out
 test pictures are sensible (asserted loosely, printed in full). The decoders here are the
 reference that visiond's Rust decoders are compared with; --json writes their results.
 
-Preprocessing everywhere: the whole picture is stretched to the model's input size with
-PIL's bilinear filter (a triangle filter widened when shrinking), then
-(pixel - mean) / std in the catalog's channel order. Reported coordinates are in pixels of
-the original picture."""
+Preprocessing: the whole picture is stretched to the model's input size with PIL's
+bilinear filter (a triangle filter widened when shrinking), then (pixel - mean) / std in
+the catalog's channel order. A model with a `pad` key (DeepLab) instead gets the picture
+scaled with the same filter, keeping its aspect ratio, to fit the input, placed at the
+top-left corner and padded on the bottom and right with `pad_value` (see fit_and_pad).
+Reported coordinates are in pixels of the original picture."""
 import argparse
 import json
 import os
@@ -56,6 +58,52 @@ def preprocess(image, entry):
     elif layout == 'ncthw':
         x = np.repeat(x.transpose(2, 0, 1)[:, None], shape[2], axis=1)
     return np.ascontiguousarray(x[None])
+
+
+def fit_and_pad(image, entry):
+    """PIL image -> model input for an entry with pad = "bottom-right", batch 1, and the
+    size (w, h) the picture was scaled to: its longer side becomes the input's side, the
+    other one is rounded; it sits at the top-left corner, the rest is pad_value."""
+    expect(entry['pad'] == 'bottom-right' and entry['layout'] == 'nhwc', 'fit_and_pad: %s, %s'
+           % (entry['pad'], entry['layout']))
+    side = entry['input_shape'][1]
+    expect(entry['input_shape'][2] == side, 'fit_and_pad: the input is not square')
+    scale = side / max(image.size)
+    w, h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    canvas = np.full((side, side, 3), entry['pad_value'], np.float32)
+    canvas[:h, :w] = np.asarray(image.resize((w, h), Image.BILINEAR), np.float32)
+    x = (canvas - np.array(entry['mean'], np.float32)) / np.array(entry['std'], np.float32)
+    return np.ascontiguousarray(x[None]), (w, h)
+
+
+def bilinear(grid, ys, xs):
+    """grid [H,W,C] sampled at the fractional cell coordinates ys (rows) x xs (columns),
+    each clamped to the grid; separable bilinear interpolation -> [len(ys),len(xs),C]."""
+    def weights(coords, n):
+        coords = np.clip(np.asarray(coords, np.float64), 0, n - 1)
+        low = np.minimum(np.floor(coords).astype(int), n - 1)
+        return low, np.minimum(low + 1, n - 1), (coords - low)[:, None, None].astype(np.float32)
+
+    y0, y1, wy = weights(ys, grid.shape[0])
+    rows = grid[y0] * (1 - wy) + grid[y1] * wy
+    x0, x1, wx = weights(xs, grid.shape[1])
+    rows = rows.transpose(1, 0, 2)
+    return (rows[x0] * (1 - wx) + rows[x1] * wx).transpose(1, 0, 2)
+
+
+def deeplab_classes(logits, entry, scaled, image_size):
+    """DeepLab logits [1,g,g,C] -> class index per pixel of the original picture [H,W].
+    Cell i lies on input pixel i*stride, stride = (side-1)/(g-1) = 8 (the original graph
+    upsamples with align_corners); a picture pixel's centre lies on input pixel
+    (x + 0.5) * w'/W - 0.5, w' the width it was scaled to. Bilinear, then argmax."""
+    side, cells = entry['input_shape'][1], logits.shape[1]
+    stride = (side - 1) / (cells - 1)
+    (w, h), (width, height) = scaled, image_size
+    ys = ((np.arange(height) + 0.5) * h / height - 0.5) / stride
+    xs = ((np.arange(width) + 0.5) * w / width - 0.5) / stride
+    # Clamp to the picture's part of the input: the padding is not the picture.
+    ys, xs = np.clip(ys, 0, (h - 1) / stride), np.clip(xs, 0, (w - 1) / stride)
+    return bilinear(logits[0], ys, xs).argmax(-1)
 
 
 def softmax(x, axis=-1):
@@ -240,6 +288,41 @@ def selfie(models, data_dir):
     return {'person': result}
 
 
+def deeplab(models, data_dir):
+    """Per picture, the classes covering at least 0.1 % of it, largest first, as
+    [label, fraction of the picture's pixels, [x1, y1, x2, y2] bounding box of its pixels
+    (x2, y2 exclusive)]."""
+    name = 'deeplabv3-mnv2-pascal'
+    entry = models.entries[name]
+    labels = models.labels(name)
+    result = {}
+    for pic in ('dog', 'person', 'horses', 'eagle', 'giraffe'):
+        image = picture(data_dir, pic)
+        x, scaled = fit_and_pad(image, entry)
+        classes = deeplab_classes(models.run(name, x)[entry['outputs'][0]], entry, scaled, image.size)
+        found = []
+        for c, count in zip(*np.unique(classes, return_counts=True)):
+            if count / classes.size >= 0.001:
+                ys, xs = np.nonzero(classes == c)
+                found.append([labels[c], round(float(count / classes.size), 4),
+                              [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]])
+        result[pic] = sorted(found, key=lambda f: -f[1])
+    largest = {pic: next(f[0] for f in found if f[0] != 'background') for pic, found in result.items()}
+    expect(largest['horses'] == 'horse' and largest['eagle'] == 'bird', 'largest classes %s' % largest)
+    dog = {f[0]: f for f in result['dog']}
+    expect({'dog', 'bicycle', 'car'} <= set(dog), 'dog.jpg classes: %s' % sorted(dog))
+    # The dog sits in the lower left of dog.jpg (768x576), NanoDet's box about (131, 221, 360, 541).
+    box = dog['dog'][2]
+    expect(box[0] < 200 and box[1] > 150 and box[2] < 420 and box[3] > 450, 'dog region %s' % box)
+    # The person in person.jpg (640x424) stands in x 180..290, y 95..385 (the horse beside
+    # them is bigger: it comes out as sheep).
+    person = {f[0]: f for f in result['person']}
+    box = person.get('person', [0, 0, [0, 0, 0, 0]])[2]
+    expect(box[0] > 170 and box[1] > 85 and box[2] < 300 and box[3] < 395 and person['person'][1] > 0.02,
+           'person.jpg person region %s' % person.get('person'))
+    return result
+
+
 def palm_anchors(entry):
     """MediaPipe SSD anchors of the palm detector (fixed size 1, so only centres)."""
     size = entry['input_shape'][1]
@@ -319,7 +402,10 @@ def action(models, data_dir):
 
 
 def real_input(models, name, data_dir):
-    return preprocess(picture(data_dir, 'person'), models.entries[name])
+    entry = models.entries[name]
+    if 'pad' in entry:
+        return fit_and_pad(picture(data_dir, 'person'), entry)[0]
+    return preprocess(picture(data_dir, 'person'), entry)
 
 
 def main():
@@ -339,7 +425,8 @@ def main():
             failed.append('%s: %s' % (name, e))
             print('FAIL %-24s %s' % (name, e))
     for title, check in (('classification', classify), ('detection', detect), ('pose', movenet),
-                         ('segmentation', selfie), ('hands', hands), ('action', action)):
+                         ('segmentation', selfie), ('segmentation-voc', deeplab), ('hands', hands),
+                         ('action', action)):
         try:
             report[title] = check(models, args.data)
             print('ok   %s' % title)
