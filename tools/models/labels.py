@@ -1,5 +1,5 @@
 # Writes the label files that go with the models (one name per line, in the order of the model's output indices).
-"""Usage: labels.py OUT_DIR IMAGENET_CLEAN_NAMES_JSON COCO_NAMES KINETICS400_TXT"""
+"""Usage: labels.py OUT_DIR IMAGENET_CLEAN_NAMES_JSON COCO_NAMES KINETICS400_TXT VOC_NAMES"""
 import json
 import os
 import sys
@@ -36,11 +36,14 @@ def write(out_dir, name, labels, count):
 
 
 def main():
-    out_dir, imagenet_json, coco_names, kinetics = sys.argv[1:5]
+    out_dir, imagenet_json, coco_names, kinetics, voc_names = sys.argv[1:6]
     with open(imagenet_json) as f:
         write(out_dir, 'imagenet-labels.txt', json.load(f), 1000)
     write(out_dir, 'coco-labels.txt', read_lines(coco_names), 80)
     write(out_dir, 'kinetics400-labels.txt', read_lines(kinetics), 400)
+    # DeepLab's PASCAL VOC classes: background (index 0), then the 20 VOC classes in the
+    # VOC order, which darknet's voc.names has (spelled like coco.names: aeroplane, ...).
+    write(out_dir, 'pascal-voc-labels.txt', ['background'] + read_lines(voc_names), 21)
     write(out_dir, 'coco-keypoints.txt', COCO_KEYPOINTS, 17)
     write(out_dir, 'hand-keypoints.txt', HAND_KEYPOINTS, 21)
     write(out_dir, 'selfie-labels.txt', SELFIE, 2)
