@@ -153,8 +153,25 @@ function showStatus({ status, results }) {
     state.title = model.error || '';
     const timing = $(`[data-timing-for="${section}"]`);
     timing.textContent = model.state === 'ready' ? `${model.last_ms.toFixed(1)} ms (avg ${model.avg_ms.toFixed(1)}) on ${placementText(model)}` : model.error || model.detail || '';
-    $(`[data-result-for="${section}"]`).textContent = describeResult(section, (results || {})[section]);
+    const result = (results || {})[section];
+    const shown = $(`[data-result-for="${section}"]`);
+    if (result && result.colors) showLegend(shown, result);
+    else shown.textContent = describeResult(section, result);
   }
+}
+
+// The classes a segmentation found, largest first, each with its colour on the video.
+function showLegend(element, { classes, colors }) {
+  const items = Object.entries(classes).sort(([, a], [, b]) => b - a).map(([label, share]) => {
+    const item = document.createElement('span');
+    item.className = 'legend-item';
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    swatch.style.background = colors[label];
+    item.append(swatch, `${label} ${(share * 100).toFixed(0)}%`);
+    return item;
+  });
+  element.replaceChildren(...items);
 }
 
 // The provider the session really runs on, and how much of the graph was left to the CPU.

@@ -19,7 +19,7 @@ fn put_writes_the_file_keeping_its_comments() {
     assert_eq!((status, body.as_str()), (200, "0.7"));
     let after = server.file();
     assert!(
-        after.contains("confidence_threshold = 0.7   # minimum confidence of a box (0..1)"),
+        after.contains("confidence_threshold = 0.7  # minimum confidence of a box (0..1)"),
         "{after}"
     );
     // Only that one line changed: every comment and the layout are intact.

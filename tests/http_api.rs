@@ -246,6 +246,19 @@ fn methods_errors_and_bodies_follow_http() {
     let (status, _, body) = raw(&server, &oversized);
     assert_eq!(status, 413);
     json_error(&body);
+
+    // What hyper answers itself, before any route sees the request, is JSON too.
+    let malformed = "GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n";
+    let (status, _, body) = raw(&server, malformed);
+    assert_eq!(status, 400);
+    assert!(json_error(&body).contains("malformed"));
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let (status, _, body) = raw(&server, &long_uri);
+    assert!(matches!(status, 414 | 431), "{status}");
+    json_error(&body);
 }
 
 #[test]

@@ -16,6 +16,15 @@ fn reference() -> Json {
     serde_json::from_str(&std::fs::read_to_string(data("model-reference.json")).unwrap()).unwrap()
 }
 
+/// The shipped config file: what a user runs with before changing anything.
+fn shipped() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/etc/visiond/visiond.toml"
+    ))
+    .unwrap()
+}
+
 /// `visiond infer ... --json` on one picture, with `config` as the config file's text.
 fn infer(config: &str, args: &[&str], picture: &str) -> Json {
     let out = tempfile::tempdir().unwrap();
@@ -60,10 +69,9 @@ fn numbers(value: &Json) -> Vec<f64> {
 
 #[test]
 fn the_eagle_is_an_eagle() {
-    // Its best class scores 0.31: below the default threshold of 0.5, which hides it.
-    let config = "[classification]\nconfidence_threshold = 0.2\n";
+    // Its best class scores 0.31; the default threshold (0.01, imageNet's) shows it.
     let result = infer(
-        config,
+        &shipped(),
         &["--classification", "efficientnet-lite0"],
         "eagle.jpg",
     );
@@ -84,12 +92,8 @@ fn the_eagle_is_an_eagle() {
 
 #[test]
 fn the_dog_picture_has_a_dog_a_bicycle_and_a_vehicle_where_they_are() {
-    // The dog scores 0.47: below the default threshold of 0.5.
-    let result = infer(
-        "[detection]\nconfidence_threshold = 0.3\n",
-        &["--detection", "nanodet"],
-        "dog.jpg",
-    );
+    // With the shipped defaults (letterboxed input, threshold 0.35 as NanoDet's demo).
+    let result = infer(&shipped(), &["--detection", "nanodet"], "dog.jpg");
     let boxes = result["detection"].as_array().unwrap();
     for wanted in ["dog", "bicycle", "car|truck"] {
         let expected = reference()["detection"]["dog"]
@@ -110,16 +114,19 @@ fn the_dog_picture_has_a_dog_a_bicycle_and_a_vehicle_where_they_are() {
 
 /// The person in person.jpg, as NanoDet finds it: [x0, y0, x1, y1].
 fn person_box() -> Vec<f64> {
-    numbers(&reference()["detection"]["person"][0][2])
+    let person = reference()["detection"]["person"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d[0] == "person")
+        .map(|d| numbers(&d[2]))
+        .unwrap();
+    person
 }
 
 #[test]
 fn the_person_has_seventeen_keypoints_on_them() {
-    let result = infer(
-        "[pose]\nconfidence_threshold = 0.1\n",
-        &["--pose", "movenet-lightning"],
-        "person.jpg",
-    );
+    let result = infer(&shipped(), &["--pose", "movenet-lightning"], "person.jpg");
     let keypoints = result["pose"][0]["keypoints"].as_array().unwrap();
     assert_eq!(keypoints.len(), 17, "{keypoints:?}");
     // On the person: inside their box with a tenth of its size to spare (the box is tight).
@@ -155,6 +162,56 @@ fn the_person_mask_is_the_share_the_person_takes() {
 }
 
 #[test]
+fn the_dog_picture_is_segmented_into_its_pascal_voc_classes_and_coloured() {
+    let out = tempfile::tempdir().unwrap();
+    let config = out.path().join("visiond.toml");
+    std::fs::write(&config, shipped()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_visiond"))
+        .arg("--config")
+        .arg(&config)
+        .args(["infer", "--json", "--out"])
+        .arg(out.path())
+        .args(["--segmentation", "deeplabv3-mnv2-pascal"])
+        .arg(data("dog.jpg"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Json = serde_json::from_slice(&output.stdout).unwrap();
+    let classes = &result["segmentation"]["classes"];
+    let reference = reference();
+    for found in reference["segmentation-voc"]["dog"].as_array().unwrap() {
+        let (label, want) = (found[0].as_str().unwrap(), found[1].as_f64().unwrap());
+        let got = classes[label].as_f64().unwrap_or(0.0);
+        assert!(
+            (got - want).abs() < 0.005,
+            "{label}: {got} vs {want} in {classes}"
+        );
+    }
+    // The picture is tinted in the dog's colour (#400080: more blue than red or green)
+    // where the dog is, and left as it was at the top left (background).
+    let original = image::open(data("dog.jpg")).unwrap().to_rgb8();
+    let drawn = image::open(out.path().join("dog.jpg")).unwrap().to_rgb8();
+    let (before, after) = (original.get_pixel(220, 420), drawn.get_pixel(220, 420));
+    assert!(
+        i32::from(after[2]) - i32::from(before[2]) > 20 && after[1] < before[1],
+        "{before:?} -> {after:?}"
+    );
+    let (before, after) = (original.get_pixel(20, 20), drawn.get_pixel(20, 20));
+    assert!(
+        before
+            .0
+            .iter()
+            .zip(after.0)
+            .all(|(b, a)| b.abs_diff(a) <= 8),
+        "{before:?} -> {after:?}"
+    );
+}
+
+#[test]
 fn a_still_clip_of_horses_is_an_action_with_horses() {
     let result = infer("", &["--action", "i3d-kinetics-400"], "horses.jpg");
     let label = result["action"]["label"].as_str().unwrap();
@@ -182,6 +239,7 @@ fn the_catalog_lists_every_shipped_model_as_present() {
         "nanodet",
         "movenet-lightning",
         "selfie-segmentation",
+        "deeplabv3-mnv2-pascal",
         "i3d-kinetics-400",
     ] {
         let line = text

@@ -64,7 +64,13 @@ impl Provider {
     /// Registers the provider on a session; ONNX Runtime's own error when it cannot start
     /// (its library, CUDA's or TensorRT's missing), never a quiet fall back to the CPU.
     fn register(&self, builder: &mut SessionBuilder) -> anyhow::Result<()> {
-        let cuda = |device| ort::ep::CUDA::default().with_device_id(device);
+        // Full fp32: TensorFloat-32 convolutions move MoveNet's heatmap peaks by pixels
+        // against the CPU (docs/gpu.md); fp16 is TensorRT's, by choice.
+        let cuda = |device| {
+            ort::ep::CUDA::default()
+                .with_device_id(device)
+                .with_tf32(false)
+        };
         match self {
             Provider::Cpu => Ok(()),
             Provider::Cuda { device } => cuda(*device)

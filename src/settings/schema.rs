@@ -319,7 +319,7 @@ fn build_schema() -> Vec<Key> {
                 c,
                 "confidence_threshold",
                 UNIT,
-                json!(0.5),
+                json!(0.01),
                 "minimum confidence to show a class (0..1)",
             ),
             key(
@@ -340,14 +340,14 @@ fn build_schema() -> Vec<Key> {
                 d,
                 "confidence_threshold",
                 UNIT,
-                json!(0.5),
+                json!(0.35),
                 "minimum confidence of a box (0..1)",
             ),
             key(
                 d,
                 "clustering_threshold",
                 UNIT,
-                json!(0.75),
+                json!(0.6),
                 "non-maximum suppression IoU (0..1)",
             ),
             key(
@@ -397,7 +397,7 @@ fn build_schema() -> Vec<Key> {
     let g = "segmentation";
     keys.extend(model(
         g,
-        "selfie-segmentation",
+        "deeplabv3-mnv2-pascal",
         vec![
             key(
                 g,
@@ -418,7 +418,7 @@ fn build_schema() -> Vec<Key> {
                 "filter_mode",
                 Kind::Choice(&["linear", "point"]),
                 json!("linear"),
-                "mask upscaling: linear | point",
+                "class map upscaling: linear (bilinear) | point (nearest)",
             ),
         ],
     ));

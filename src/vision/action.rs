@@ -81,14 +81,12 @@ impl Clip {
         };
         anyhow::ensure!(frames > 0, "a clip of no frames");
         Ok(Clip {
-            frame: InputSpec {
-                width: u32::try_from(width)?,
-                height: u32::try_from(height)?,
-                layout: Layout::Nchw,
-                dtype: DType::F32,
+            frame: InputSpec::stretched(
+                (u32::try_from(width)?, u32::try_from(height)?),
+                Layout::Nchw,
                 mean,
                 std,
-            },
+            ),
             frames,
         })
     }

@@ -21,6 +21,13 @@ pub struct Entry {
     pub dtype: String,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// How a frame is fitted to the input: stretch (default) | letterbox | pad-bottom-right |
+    /// centre-crop.
+    #[serde(default)]
+    pub fit: String,
+    /// The pixel value (0-255, before normalisation) of the padding that fit adds.
+    #[serde(default)]
+    pub pad_value: f32,
     #[serde(default)]
     pub color: String,
     pub outputs: Vec<String>,

@@ -4,7 +4,7 @@
 use super::jetson::{IMAGENET_MEAN, IMAGENET_STD};
 use super::preprocess::{InputSpec, Layout};
 use super::{custom_layers, label_of, overlay, resolve, score_json, Context, Network, Task};
-use crate::engine::{DType, Engine};
+use crate::engine::Engine;
 use crate::media::Frame;
 use crate::settings::Settings;
 use serde_json::{json, Value as Json};
@@ -42,14 +42,12 @@ impl Classifier {
                 path,
             ),
             Network::File(path) => {
-                let input = InputSpec {
-                    width: CUSTOM_SIZE,
-                    height: CUSTOM_SIZE,
-                    layout: Layout::Nchw,
-                    dtype: DType::F32,
-                    mean: IMAGENET_MEAN,
-                    std: IMAGENET_STD,
-                };
+                let input = InputSpec::stretched(
+                    (CUSTOM_SIZE, CUSTOM_SIZE),
+                    Layout::Nchw,
+                    IMAGENET_MEAN,
+                    IMAGENET_STD,
+                );
                 let (name, outputs) = custom_layers(section, CUSTOM_INPUT, &[CUSTOM_OUTPUT]);
                 (input, name, outputs, path)
             }

@@ -4,7 +4,7 @@
 use super::preprocess::{InputSpec, Layout};
 use super::tracker::{Rules, Tracker};
 use super::{custom_layers, label_of, overlay, resolve, score_json, Context, Network, Task};
-use crate::engine::{DType, Engine, Tensor};
+use crate::engine::{Engine, Tensor};
 use crate::media::Frame;
 use crate::settings::Settings;
 use anyhow::Context as _;
@@ -65,14 +65,12 @@ impl Detector {
                 (InputSpec::of(entry)?, decoder, name, outputs, path)
             }
             Network::File(path) => {
-                let input = InputSpec {
-                    width: CUSTOM_SIZE,
-                    height: CUSTOM_SIZE,
-                    layout: Layout::Nchw,
-                    dtype: DType::F32,
-                    mean: [CUSTOM_MEAN; 3],
-                    std: [CUSTOM_STD; 3],
-                };
+                let input = InputSpec::stretched(
+                    (CUSTOM_SIZE, CUSTOM_SIZE),
+                    Layout::Nchw,
+                    [CUSTOM_MEAN; 3],
+                    [CUSTOM_STD; 3],
+                );
                 let (name, outputs) = custom_layers(section, CUSTOM_INPUT, &CUSTOM_OUTPUTS);
                 (input, Decoder::Ssd, name, outputs, path)
             }
@@ -132,8 +130,8 @@ fn nanodet_decoder(extra: &toml::Table) -> anyhow::Result<Decoder> {
 }
 
 impl Decoder {
-    /// Boxes scoring at least `threshold`, in pixels of a `frame` (width, height) whose
-    /// stretched copy was the `input`.
+    /// Boxes scoring at least `threshold`, in pixels of a `frame` (width, height) that the
+    /// `input` was fitted from.
     fn decode(
         &self,
         outputs: &[Tensor],
@@ -141,16 +139,20 @@ impl Decoder {
         frame: (u32, u32),
         threshold: f32,
     ) -> anyhow::Result<Vec<Detection>> {
-        let size = [frame.0 as f32, frame.1 as f32];
         let mut detections = match self {
             Decoder::NanoDet { strides, bins } => {
-                let scale = [size[0] / input.width as f32, size[1] / input.height as f32];
-                decode_nanodet(outputs, strides, *bins, input, scale, threshold)?
+                decode_nanodet(outputs, strides, *bins, input, threshold)?
             }
-            Decoder::Ssd => decode_ssd(outputs, size, threshold)?,
+            Decoder::Ssd => decode_ssd(outputs, threshold)?,
         };
-        // Edge cells predict past the picture; results and trackers see it clipped.
+        // Boxes come normalised over the input; edge cells predict past the picture, and
+        // padding is no part of it: results and trackers see boxes clipped to the frame.
+        let region = input.region(frame);
+        let size = [frame.0 as f32, frame.1 as f32];
         for d in &mut detections {
+            let [x1, y1, x2, y2] = d.rect;
+            let (top_left, bottom_right) = (region.point(x1, y1), region.point(x2, y2));
+            d.rect = [top_left[0], top_left[1], bottom_right[0], bottom_right[1]];
             for (i, v) in d.rect.iter_mut().enumerate() {
                 *v = v.clamp(0.0, size[i % 2]);
             }
@@ -164,7 +166,6 @@ fn decode_nanodet(
     strides: &[u32],
     bins: usize,
     input: &InputSpec,
-    scale: [f32; 2],
     threshold: f32,
 ) -> anyhow::Result<Vec<Detection>> {
     anyhow::ensure!(
@@ -198,7 +199,8 @@ fn decode_nanodet(
                         ((cell / columns) as f32 + 0.5) * stride as f32,
                     ];
                     let sides = &reg[cell * 4 * bins..(cell + 1) * 4 * bins];
-                    distance_box(centre, sides, bins, stride as f32, scale)
+                    let unit = [1.0 / input.width as f32, 1.0 / input.height as f32];
+                    distance_box(centre, sides, bins, stride as f32, unit)
                 });
                 found.push(Detection {
                     class_id,
@@ -213,7 +215,7 @@ fn decode_nanodet(
 }
 
 /// A GFL box: for each side (left, top, right, bottom), the expected distance under the
-/// softmax of its `bins` logits, times `stride`, from `centre`; then scaled to the frame.
+/// softmax of its `bins` logits, times `stride`, from `centre`; then `scale`d.
 fn distance_box(
     centre: [f32; 2],
     sides: &[f32],
@@ -245,12 +247,9 @@ fn expected_bin(logits: &[f32]) -> f32 {
     weighted / total
 }
 
-/// SSD-Mobilenet: every prior and non-background class scoring at least `threshold`.
-fn decode_ssd(
-    outputs: &[Tensor],
-    frame: [f32; 2],
-    threshold: f32,
-) -> anyhow::Result<Vec<Detection>> {
+/// SSD-Mobilenet: every prior and non-background class scoring at least `threshold`, its
+/// box normalised over the input.
+fn decode_ssd(outputs: &[Tensor], threshold: f32) -> anyhow::Result<Vec<Detection>> {
     let [scores, boxes] = outputs else {
         anyhow::bail!("SSD gives scores and boxes: {} outputs", outputs.len());
     };
@@ -269,12 +268,7 @@ fn decode_ssd(
                 found.push(Detection {
                     class_id,
                     confidence,
-                    rect: [
-                        rect[0] * frame[0],
-                        rect[1] * frame[1],
-                        rect[2] * frame[0],
-                        rect[3] * frame[1],
-                    ],
+                    rect: [rect[0], rect[1], rect[2], rect[3]],
                     track_id: None,
                 });
             }
@@ -402,6 +396,7 @@ impl Task for Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vision::preprocess::Fit;
     use crate::vision::testing;
 
     fn detection(class_id: usize, confidence: f32, rect: [f32; 4]) -> Detection {
@@ -438,14 +433,7 @@ mod tests {
     #[test]
     fn nanodet_decode_on_a_small_grid() {
         // A 32x32 input, one stride of 16 (a 2x2 grid), 2 classes, reg_max 2 (3 bins).
-        let input = InputSpec {
-            width: 32,
-            height: 32,
-            layout: Layout::Nchw,
-            dtype: DType::F32,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-        };
+        let input = InputSpec::stretched((32, 32), Layout::Nchw, [0.0; 3], [1.0; 3]);
         let mut cls = vec![0.0; 4 * 2];
         cls[3 * 2 + 1] = 0.8; // cell 3 = (x 1, y 1), class 1
         cls[2] = 0.2; // cell 1, class 0: under the threshold
@@ -479,6 +467,19 @@ mod tests {
         assert!(decoder
             .decode(&outputs[..1], &input, (64, 32), 0.3)
             .is_err());
+        // Letterboxed, the 64x32 frame is the middle of a 64x64 square: both axes double,
+        // y starts 16 px above the frame; the bottom is clipped to it.
+        let letterboxed = InputSpec {
+            fit: Fit::Letterbox,
+            ..input.clone()
+        };
+        let found = decoder
+            .decode(&outputs, &letterboxed, (64, 32), 0.3)
+            .unwrap();
+        let want = [16.0, 0.0, 56.0, 32.0];
+        for (got, want) in found[0].rect.iter().zip(want) {
+            assert!((got - want).abs() < 1e-4, "{:?}", found[0].rect);
+        }
         let nanodet = nanodet_decoder(&toml::toml! { strides = [8, 16] reg_max = 7 }).unwrap();
         assert_eq!(
             nanodet,
@@ -504,7 +505,10 @@ mod tests {
     fn ssd_decode_skips_the_background() {
         let scores = Tensor::f32(vec![1, 2, 3], vec![0.1, 0.2, 0.7, 0.9, 0.05, 0.05]);
         let boxes = Tensor::f32(vec![1, 2, 4], vec![0.1, 0.2, 0.5, 1.0, 0.0, 0.0, 1.0, 1.0]);
-        let found = decode_ssd(&[scores, boxes], [200.0, 100.0], 0.5).unwrap();
+        let input = InputSpec::stretched((300, 300), Layout::Nchw, [0.0; 3], [1.0; 3]);
+        let found = Decoder::Ssd
+            .decode(&[scores, boxes], &input, (200, 100), 0.5)
+            .unwrap();
         assert_eq!(found, vec![detection(2, 0.7, [20.0, 20.0, 100.0, 100.0])]);
     }
 
@@ -602,7 +606,8 @@ mod tests {
         let mut settings = env.settings.clone();
         settings.detection.confidence_threshold = 0.3;
         let mut detector = Detector::load(&settings, &env.context()).unwrap();
-        // A horse at the left edge, whose raw box starts at x = -1.7.
+        // Stretched, a horse at the left edge has a raw box from x = -1.7.
+        detector.input.fit = Fit::Stretch;
         let horses = testing::picture("horses");
         detector.process(&horses, &settings).unwrap();
         let rects: Vec<[f32; 4]> = detector.detections().iter().map(|d| d.rect).collect();
@@ -689,6 +694,8 @@ mod tests {
         std::fs::write(&labels, "BACKGROUND\nbird\ncat\n").unwrap();
         settings.detection.model.network = testing::data("jetson-ssd.onnx");
         settings.detection.model.labels = labels.display().to_string();
+        // On black, prior 1 is a bird of about 0.5 beside the cat; above this, none.
+        settings.detection.confidence_threshold = 0.55;
         let mut detector = Detector::load(&settings, &env.context()).unwrap();
         assert_eq!(detector.input.shape(), vec![1, 3, 300, 300]);
         // tools/models/jetson_fixtures.py: prior 0 is a bird (softmax of 0, 4, 0) at

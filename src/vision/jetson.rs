@@ -2,7 +2,6 @@
 //! ImageNet normalisation, the input size the file declares, and files beside the model.
 
 use super::preprocess::{InputSpec, Layout};
-use crate::engine::DType;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use tract_onnx::pb;
@@ -19,14 +18,12 @@ pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
 pub fn imagenet_input(path: &Path, name: &str, fallback: &[usize]) -> anyhow::Result<InputSpec> {
     let shape = input_shape(path, name, fallback)?;
     let (width, height) = Layout::Nchw.size_of(&shape)?;
-    Ok(InputSpec {
-        width,
-        height,
-        layout: Layout::Nchw,
-        dtype: DType::F32,
-        mean: IMAGENET_MEAN,
-        std: IMAGENET_STD,
-    })
+    Ok(InputSpec::stretched(
+        (width, height),
+        Layout::Nchw,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    ))
 }
 
 /// The shape of input `name` (empty: the first input) as the file declares it, with every

@@ -33,10 +33,35 @@ pub struct Grid<const N: usize> {
 
 /// Where one frame pixel samples along one grid axis: two cells and the second's weight.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Tap {
-    low: usize,
-    high: usize,
-    weight: f32,
+pub struct Tap {
+    pub low: usize,
+    pub high: usize,
+    pub weight: f32,
+}
+
+impl Tap {
+    /// The two cells around `position` (in cells, clamped to the grid) for `filter`.
+    fn at(position: f32, last: usize, filter: Filter) -> Tap {
+        let position = position.clamp(0.0, last as f32);
+        match filter {
+            Filter::Point => {
+                let cell = (position.round() as usize).min(last);
+                Tap {
+                    low: cell,
+                    high: cell,
+                    weight: 0.0,
+                }
+            }
+            Filter::Linear => {
+                let low = position as usize;
+                Tap {
+                    low,
+                    high: (low + 1).min(last),
+                    weight: position - low as f32,
+                }
+            }
+        }
+    }
 }
 
 impl<const N: usize> Grid<N> {
@@ -93,26 +118,41 @@ fn taps(frame: usize, grid: usize, filter: Filter) -> Vec<Tap> {
     (0..frame)
         .map(|x| {
             let centre = (x as f32 + 0.5) * scale;
+            // The nearest cell is the one the centre falls in; blends go between centres.
             match filter {
-                Filter::Point => {
-                    let cell = (centre as usize).min(last);
-                    Tap {
-                        low: cell,
-                        high: cell,
-                        weight: 0.0,
-                    }
-                }
-                Filter::Linear => {
-                    let position = (centre - 0.5).clamp(0.0, last as f32);
-                    let low = position as usize;
-                    Tap {
-                        low,
-                        high: (low + 1).min(last),
-                        weight: position - low as f32,
-                    }
-                }
+                Filter::Point => Tap::at(centre.floor(), last, filter),
+                Filter::Linear => Tap::at(centre - 0.5, last, filter),
             }
         })
+        .collect()
+}
+
+/// How a model's output grid lies over its input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Alignment {
+    /// Each cell covers an equal block of input pixels, its value at the block's centre.
+    Centres,
+    /// The first and last cells sit on the first and last input pixels (TensorFlow's
+    /// `align_corners`, as DeepLab upsamples its logits).
+    Corners,
+}
+
+/// `count` pixels of an `input`-pixel axis, from pixel `first` on, mapped onto a `grid`
+/// laid over the input as `alignment` says.
+pub fn input_taps(
+    (first, count): (f32, usize),
+    input: usize,
+    grid: usize,
+    alignment: Alignment,
+    filter: Filter,
+) -> Vec<Tap> {
+    let last = grid.saturating_sub(1);
+    let position = |pixel: f32| match alignment {
+        Alignment::Corners => pixel * last as f32 / input.saturating_sub(1).max(1) as f32,
+        Alignment::Centres => (pixel + 0.5) * grid as f32 / input.max(1) as f32 - 0.5,
+    };
+    (0..count)
+        .map(|i| Tap::at(position(first + i as f32), last, filter))
         .collect()
 }
 
@@ -175,6 +215,28 @@ mod tests {
         };
         let values = painted(&column, 1, 4, Filter::Linear);
         assert_eq!(values, [[0.0], [0.25], [0.75], [1.0]]);
+    }
+
+    #[test]
+    fn input_taps_put_cells_on_corners_or_block_centres() {
+        // Corners: 9 input pixels over 3 cells: pixels 0, 4, 8 are cells 0, 1, 2.
+        let linear = input_taps((0.0, 9), 9, 3, Alignment::Corners, Filter::Linear);
+        assert_eq!((linear[0].low, linear[0].weight), (0, 0.0));
+        assert_eq!(
+            (linear[2].low, linear[2].high, linear[2].weight),
+            (0, 1, 0.5)
+        );
+        assert_eq!((linear[8].low, linear[8].high), (2, 2));
+        // From pixel 6 on, 2 pixels: cell positions 1.5 and 1.75; nearest 2 and 2.
+        let point = input_taps((6.0, 2), 9, 3, Alignment::Corners, Filter::Point);
+        assert_eq!(point.iter().map(|t| t.low).collect::<Vec<_>>(), [2, 2]);
+        // Centres: 8 pixels over 2 cells of 4; pixel 3 is 3/8 of the way from cell 0 to 1.
+        let centres = input_taps((0.0, 8), 8, 2, Alignment::Centres, Filter::Linear);
+        assert_eq!(
+            (centres[3].low, centres[3].high, centres[3].weight),
+            (0, 1, 0.375)
+        );
+        assert_eq!((centres[0].low, centres[0].weight), (0, 0.0));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! read with jetson-inference's trt_pose convention (`trt_pose`).
 
 use super::keypoints::{Keypoint, Pose, Skeleton, COCO_LINKS};
-use super::preprocess::InputSpec;
+use super::preprocess::{InputSpec, Region};
 use super::{catalog::Entry, hands, resolve, trt_pose, Context, Network, Task};
 use crate::engine::{Engine, Tensor};
 use crate::media::Frame;
@@ -56,8 +56,8 @@ impl Task for MoveNet {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
         let outputs = self.engine.run(&self.input.tensor(frame))?;
         let output = outputs.first().context("MoveNet gave no output")?;
-        let size = (frame.width as f32, frame.height as f32);
-        self.poses = decode(output, size, settings.pose.confidence_threshold)?;
+        let region = self.input.region((frame.width, frame.height));
+        self.poses = decode(output, region, settings.pose.confidence_threshold)?;
         Ok(())
     }
 
@@ -71,26 +71,27 @@ impl Task for MoveNet {
     }
 }
 
-/// MoveNet's output in frame pixels (`size`: width, height). Its coordinates are
-/// normalised over the input, which is the whole frame stretched.
+/// MoveNet's output in frame pixels. Its coordinates are normalised over the input, which
+/// shows `region` of the frame.
 /// - single person [1,1,K,3]: per keypoint (y, x, score);
 /// - multipose [1,N,K*3+5]: per person K x (y, x, score), then ymin, xmin, ymax, xmax,
 ///   and the person's score.
-fn decode(output: &Tensor, size: (f32, f32), threshold: f32) -> anyhow::Result<Vec<Pose>> {
+fn decode(output: &Tensor, region: Region, threshold: f32) -> anyhow::Result<Vec<Pose>> {
     let data = output.as_f32();
     match *output.shape.as_slice() {
-        [1, 1, _, 3] => Ok(vec![Pose::thresholded(keypoints(&data, size), threshold)]),
+        [1, 1, _, 3] => Ok(vec![Pose::thresholded(keypoints(&data, region), threshold)]),
         [1, _, row] if row > 5 && (row - 5) % 3 == 0 => {
-            let (width, height) = size;
             let people = data
                 .chunks_exact(row)
                 .filter(|p| p[row - 1] >= MIN_PERSON_SCORE);
             Ok(people
                 .map(|p| {
                     let b = &p[row - 5..row - 1];
+                    let (top_left, bottom_right) =
+                        (region.point(b[1], b[0]), region.point(b[3], b[2]));
                     Pose {
-                        bbox: Some([b[1] * width, b[0] * height, b[3] * width, b[2] * height]),
-                        ..Pose::thresholded(keypoints(&p[..row - 5], size), threshold)
+                        bbox: Some([top_left[0], top_left[1], bottom_right[0], bottom_right[1]]),
+                        ..Pose::thresholded(keypoints(&p[..row - 5], region), threshold)
                     }
                 })
                 .collect())
@@ -99,12 +100,15 @@ fn decode(output: &Tensor, size: (f32, f32), threshold: f32) -> anyhow::Result<V
     }
 }
 
-/// (y, x, score) triples, normalised, as keypoints in pixels.
-fn keypoints(triples: &[f32], (width, height): (f32, f32)) -> impl Iterator<Item = Keypoint> + '_ {
-    triples.chunks_exact(3).map(move |k| Keypoint {
-        x: k[1] * width,
-        y: k[0] * height,
-        confidence: k[2],
+/// (y, x, score) triples, normalised over the input, as keypoints in frame pixels.
+fn keypoints(triples: &[f32], region: Region) -> impl Iterator<Item = Keypoint> + '_ {
+    triples.chunks_exact(3).map(move |k| {
+        let [x, y] = region.point(k[1], k[0]);
+        Keypoint {
+            x,
+            y,
+            confidence: k[2],
+        }
     })
 }
 
@@ -116,7 +120,7 @@ mod tests {
     #[test]
     fn decodes_single_and_multi_person_layouts() {
         let single = Tensor::f32(vec![1, 1, 2, 3], vec![0.5, 0.25, 0.9, 0.1, 0.1, 0.05]);
-        let poses = decode(&single, (200.0, 100.0), 0.1).unwrap();
+        let poses = decode(&single, Region([0.0, 0.0, 200.0, 100.0]), 0.1).unwrap();
         assert_eq!(poses.len(), 1);
         let nose = poses[0].keypoints[0].unwrap();
         assert_eq!((nose.x, nose.y, nose.confidence), (50.0, 50.0, 0.9));
@@ -129,7 +133,7 @@ mod tests {
                 0.5, 0.5, 0.8, 0.0, 0.0, 1.0, 1.0, 0.1,
             ],
         );
-        let poses = decode(&multi, (100.0, 200.0), 0.1).unwrap();
+        let poses = decode(&multi, Region([0.0, 0.0, 100.0, 200.0]), 0.1).unwrap();
         assert_eq!(poses.len(), 1);
         let b = poses[0].bbox.unwrap();
         assert!(
@@ -140,7 +144,12 @@ mod tests {
             (b[2] - 60.0).abs() < 1e-4 && (b[3] - 180.0).abs() < 1e-4,
             "{b:?}"
         );
-        assert!(decode(&Tensor::f32(vec![1, 4], vec![0.0; 4]), (1.0, 1.0), 0.1).is_err());
+        assert!(decode(
+            &Tensor::f32(vec![1, 4], vec![0.0; 4]),
+            Region([0.0, 0.0, 1.0, 1.0]),
+            0.1
+        )
+        .is_err());
     }
 
     /// The person of person.jpg stands in this box (x1, y1, x2, y2), as in verify.py.

@@ -1,9 +1,11 @@
-//! Turning frames into model inputs: resizing (whole frame or a region) and packing the
-//! pixels into a normalised tensor in the model's layout.
+//! Turning frames into model inputs: fitting the frame to the input (stretched, letterboxed,
+//! padded or centre-cropped, as the model's authors did), resizing, and packing the pixels
+//! into a normalised tensor in the model's layout.
 
 use super::catalog::Entry;
 use crate::engine::{DType, Tensor, TensorData};
 use crate::media::Frame;
+use anyhow::Context as _;
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
@@ -17,7 +19,19 @@ pub fn resize(frame: &Frame, width: u32, height: u32) -> Frame {
 /// Stretches the part `region` (x1, y1, x2, y2 in frame pixels) of `frame` to `width` x
 /// `height`. Where the region reaches outside the frame the result is black.
 pub fn resize_region(frame: &Frame, region: [f32; 4], width: u32, height: u32) -> Frame {
+    resize_region_padded(frame, region, width, height, 0)
+}
+
+/// `resize_region` with `pad` (grey level) where the region reaches outside the frame.
+fn resize_region_padded(
+    frame: &Frame,
+    region: [f32; 4],
+    width: u32,
+    height: u32,
+    pad: u8,
+) -> Frame {
     let mut out = Frame::new(width, height);
+    out.rgb.fill(pad);
     let (Some(columns), Some(rows)) = (
         Span::inside(region[0], region[2], frame.width, width),
         Span::inside(region[1], region[3], frame.height, height),
@@ -84,6 +98,67 @@ impl Span {
             from,
             length,
         })
+    }
+}
+
+/// How a frame is fitted to a model's input size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fit {
+    /// The whole frame, stretched to the input's aspect.
+    Stretch,
+    /// The whole frame, aspect kept, centred; the rest padded (NanoDet's demo).
+    Letterbox,
+    /// The whole frame, aspect kept, at the top left; the right or bottom padded (the
+    /// original DeepLab graph).
+    PadBottomRight,
+    /// The middle of the frame at the input's aspect; the rest cut off.
+    CentreCrop,
+}
+
+impl Fit {
+    pub fn parse(text: &str) -> anyhow::Result<Fit> {
+        match text {
+            "" | "stretch" => Ok(Fit::Stretch),
+            "letterbox" => Ok(Fit::Letterbox),
+            "pad-bottom-right" => Ok(Fit::PadBottomRight),
+            "centre-crop" => Ok(Fit::CentreCrop),
+            _ => anyhow::bail!(
+                "fit {text:?} is not stretch, letterbox, pad-bottom-right or centre-crop"
+            ),
+        }
+    }
+
+    /// The part of a `frame` (width, height) that an `input` (width, height) shows:
+    /// x1, y1, x2, y2 in frame pixels, reaching outside the frame where it is padded.
+    pub fn region(self, frame: (u32, u32), input: (u32, u32)) -> [f32; 4] {
+        let (fw, fh) = (frame.0 as f32, frame.1 as f32);
+        let (iw, ih) = (input.0 as f32, input.1 as f32);
+        // Frame pixels per input pixel, the same on both axes when the aspect is kept.
+        let scale = match self {
+            Fit::Stretch => return [0.0, 0.0, fw, fh],
+            Fit::Letterbox | Fit::PadBottomRight => (fw / iw).max(fh / ih),
+            Fit::CentreCrop => (fw / iw).min(fh / ih),
+        };
+        let (w, h) = (iw * scale, ih * scale);
+        match self {
+            Fit::PadBottomRight => [0.0, 0.0, w, h],
+            _ => {
+                let (x, y) = ((fw - w) / 2.0, (fh - h) / 2.0);
+                [x, y, x + w, y + h]
+            }
+        }
+    }
+}
+
+/// Where a model's input came from in the frame: maps input coordinates back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Region(pub [f32; 4]);
+
+impl Region {
+    /// Frame pixels of the point at (x, y) given as fractions of the input's width and height.
+    pub fn point(&self, x: f32, y: f32) -> [f32; 2] {
+        let [x1, y1, x2, y2] = self.0;
+        [x1 + x * (x2 - x1), y1 + y * (y2 - y1)]
     }
 }
 
@@ -183,6 +258,9 @@ pub struct InputSpec {
     pub dtype: DType,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    pub fit: Fit,
+    /// The grey level of padding (Letterbox, PadBottomRight), before normalisation.
+    pub pad: u8,
 }
 
 impl InputSpec {
@@ -195,6 +273,12 @@ impl InputSpec {
             "i32" => DType::I32,
             other => anyhow::bail!("{}: dtype {other:?} is not f32 or i32", entry.name),
         };
+        anyhow::ensure!(
+            (0.0..=255.0).contains(&entry.pad_value),
+            "{}: pad_value {} is not a pixel value (0 to 255)",
+            entry.name,
+            entry.pad_value
+        );
         Ok(InputSpec {
             width,
             height,
@@ -202,7 +286,28 @@ impl InputSpec {
             dtype,
             mean: entry.mean,
             std: entry.std,
+            fit: Fit::parse(&entry.fit).with_context(|| entry.name.clone())?,
+            pad: entry.pad_value.round() as u8,
         })
+    }
+
+    /// An input that stretches the whole frame (the jetson-inference conventions).
+    pub fn stretched(
+        (width, height): (u32, u32),
+        layout: Layout,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> InputSpec {
+        InputSpec {
+            width,
+            height,
+            layout,
+            dtype: DType::F32,
+            mean,
+            std,
+            fit: Fit::Stretch,
+            pad: 0,
+        }
     }
 
     /// The tensor shape this input has.
@@ -210,15 +315,21 @@ impl InputSpec {
         self.layout.shape(self.width, self.height)
     }
 
-    /// The whole frame stretched to the input size, normalised.
+    /// The part of a frame of `size` (width, height) the input shows.
+    pub fn region(&self, size: (u32, u32)) -> Region {
+        Region(self.fit.region(size, (self.width, self.height)))
+    }
+
+    /// The frame fitted to the input size, normalised.
     pub fn tensor(&self, frame: &Frame) -> Tensor {
-        let picture = resize(frame, self.width, self.height);
+        let region = self.region((frame.width, frame.height));
+        let picture = resize_region_padded(frame, region.0, self.width, self.height, self.pad);
         to_tensor(&picture, self.layout, self.dtype, self.mean, self.std)
     }
 }
 
 #[cfg(test)]
-/// The input tensor of catalog model `entry` for `frame`: stretched to its size, normalised.
+/// The input tensor of catalog model `entry` for `frame`: fitted to its size, normalised.
 pub fn tensor_for(frame: &Frame, entry: &Entry) -> anyhow::Result<Tensor> {
     Ok(InputSpec::of(entry)?.tensor(frame))
 }

@@ -1,11 +1,13 @@
-//! Semantic segmentation (section "segmentation"): MediaPipe selfie segmentation from the
-//! catalog (background / person), or a user's jetson-inference FCN-ResNet18 file with
-//! segNet's convention. Drawn as class colours over the frame ("overlay") or alone
-//! ("mask"), the class map stretched bilinearly ("linear") or by nearest cell ("point").
+//! Semantic segmentation (section "segmentation"): DeepLabV3 (21 Pascal VOC classes) or
+//! MediaPipe selfie segmentation (background / person) from the catalog, or a user's
+//! jetson-inference FCN-ResNet18 file with segNet's convention. The class scores are
+//! upsampled over the part of the input that shows the frame (bilinearly for "linear", the
+//! nearest cell for "point") and the best class taken at each pixel; the class map is drawn
+//! as class colours over the frame ("overlay") or alone ("mask").
 
 use super::jetson;
-use super::mask::{self, Filter, Grid};
-use super::preprocess::InputSpec;
+use super::mask::{self, Alignment, Filter, Grid};
+use super::preprocess::{InputSpec, Layout};
 use super::scores::argmax;
 use super::{catalog, custom_layers, overlay, resolve, score_json, Context, Network, Task};
 use crate::engine::{Engine, Tensor};
@@ -17,31 +19,45 @@ use std::path::{Path, PathBuf};
 
 pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     let model = &settings.segmentation.model;
-    let network = resolve(&model.network, ctx.catalog)?;
-    let task = match &network {
-        Network::Catalog(entry, path) => {
-            anyhow::ensure!(
-                entry.task == "segmentation",
-                "{:?} is a {} model, not a segmentation model",
-                entry.name,
-                entry.task
-            );
-            let input = InputSpec::of(entry)?;
-            let (name, outputs) = (entry.input.clone(), entry.outputs.clone());
-            let engine = ctx.load_picture_model(path, &input, name, outputs)?;
-            let labels = network.labels(model, ctx.catalog)?;
-            Segmentation::new(
-                engine,
-                input,
-                Classes {
-                    labels,
-                    colors: Vec::new(),
-                },
-            )
-        }
-        Network::File(path) => fcn(path, model, ctx)?,
+    let task = match resolve(&model.network, ctx.catalog)? {
+        Network::Catalog(entry, _) => catalog_model(entry, model, ctx)?,
+        Network::File(path) => fcn(&path, model, ctx)?,
     };
     Ok(Box::new(task))
+}
+
+/// A catalog model: its entry gives the input, the grid's alignment (`align_corners`) and
+/// the colours (`palette`).
+fn catalog_model(
+    entry: &catalog::Entry,
+    model: &Model,
+    ctx: &Context,
+) -> anyhow::Result<Segmentation> {
+    anyhow::ensure!(
+        entry.task == "segmentation",
+        "{:?} is a {} model, not a segmentation model",
+        entry.name,
+        entry.task
+    );
+    let input = InputSpec::of(entry)?;
+    let (name, outputs) = (entry.input.clone(), entry.outputs.clone());
+    let engine = ctx.load_picture_model(&ctx.catalog.path_of(entry), &input, name, outputs)?;
+    let labels = Network::Catalog(entry, ctx.catalog.path_of(entry)).labels(model, ctx.catalog)?;
+    let alignment = match entry.extra.get("align_corners").and_then(|a| a.as_bool()) {
+        Some(true) => Alignment::Corners,
+        _ => Alignment::Centres,
+    };
+    let colors = match entry.extra.get("palette").and_then(|p| p.as_str()) {
+        None => Vec::new(),
+        Some("pascal-voc") => (0..labels.len()).map(pascal_voc_color).collect(),
+        Some(other) => anyhow::bail!("{}: palette {other:?} is unknown", entry.name),
+    };
+    Ok(Segmentation::new(
+        engine,
+        input,
+        alignment,
+        Classes { labels, colors },
+    ))
 }
 
 /// jetson-inference's FCN-ResNet18 convention: input "input_0" NCHW at the size the file
@@ -67,7 +83,12 @@ fn fcn(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Segmentation
         Some(file) => read_colors(&file)?,
         None => Vec::new(),
     };
-    Ok(Segmentation::new(engine, input, Classes { labels, colors }))
+    Ok(Segmentation::new(
+        engine,
+        input,
+        Alignment::Centres,
+        Classes { labels, colors },
+    ))
 }
 
 /// A class's colour; `alpha` when colors.txt gives one other than 255, which then holds
@@ -76,6 +97,21 @@ fn fcn(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Segmentation
 struct ClassColor {
     rgb: [u8; 3],
     alpha: Option<u8>,
+}
+
+/// The Pascal VOC colour map (bits of the class number spread over r, g, b), with the
+/// background (class 0) clear so that the overlay shows only what was found.
+fn pascal_voc_color(id: usize) -> ClassColor {
+    let mut rgb = [0u8; 3];
+    for bit in 0..8 {
+        for (channel, value) in rgb.iter_mut().enumerate() {
+            *value |= (((id >> (3 * bit + channel)) & 1) as u8) << (7 - bit);
+        }
+    }
+    ClassColor {
+        rgb,
+        alpha: (id == 0).then_some(0),
+    }
 }
 
 /// Reads jetson's colors.txt: "r g b" or "r g b a" a line.
@@ -127,7 +163,52 @@ impl Classes {
     }
 }
 
-/// The class of every output cell.
+/// A model's class scores, cell after cell: `classes` values each.
+#[derive(Debug, Clone, PartialEq)]
+struct Scores {
+    width: usize,
+    height: usize,
+    classes: usize,
+    values: Vec<f32>,
+}
+
+impl Scores {
+    /// From an output in `layout` ([1,C,H,W] or [1,H,W,C]). One channel is a person
+    /// probability p (selfie), taken as the scores (1 - p, p): person above one half.
+    fn of(output: &Tensor, layout: Layout) -> anyhow::Result<Scores> {
+        let (classes, height, width) = match (layout, output.shape.as_slice()) {
+            (Layout::Nhwc, &[1, h, w, 1]) | (Layout::Nchw, &[1, 1, h, w]) => (1, h, w),
+            (Layout::Nchw, &[1, c, h, w]) | (Layout::Nhwc, &[1, h, w, c]) => (c, h, w),
+            (_, shape) => {
+                anyhow::bail!("class scores of shape {shape:?} are not a {layout:?} grid")
+            }
+        };
+        anyhow::ensure!(
+            classes <= 256 && width > 0 && height > 0,
+            "class scores of shape {:?}: 1 to 256 classes over a grid are supported",
+            output.shape
+        );
+        let data = output.as_f32();
+        let plane = width * height;
+        let values = match (classes, layout) {
+            (1, _) => data.iter().flat_map(|&p| [1.0 - p, p]).collect(),
+            (_, Layout::Nhwc) => data.into_owned(),
+            (_, Layout::Nchw) => (0..plane)
+                .flat_map(|i| (0..classes).map(move |c| (c, i)))
+                .map(|(c, i)| data[c * plane + i])
+                .collect(),
+        };
+        Ok(Scores {
+            width,
+            height,
+            classes: classes.max(2),
+            values,
+        })
+    }
+}
+
+/// The class of every input pixel that shows the frame, row after row: the map covers the
+/// frame exactly (padding is no part of it), at the input's resolution.
 #[derive(Debug, Clone, PartialEq)]
 struct ClassMap {
     width: usize,
@@ -136,37 +217,60 @@ struct ClassMap {
 }
 
 impl ClassMap {
-    /// From a person probability ([1,H,W,1] or [1,1,H,W]): person (1) above one half.
-    fn from_probability(output: &Tensor) -> anyhow::Result<ClassMap> {
-        let grid = mask::probability_grid(output)?;
-        Ok(ClassMap {
-            width: grid.width,
-            height: grid.height,
-            ids: grid.cells.iter().map(|c| u8::from(c[0] > 0.5)).collect(),
-        })
-    }
-
-    /// From class scores [1,C,H,W]: the best class of each cell.
-    fn from_scores(output: &Tensor) -> anyhow::Result<ClassMap> {
-        let &[1, classes, height, width] = output.shape.as_slice() else {
-            anyhow::bail!("class scores of shape {:?} are not [1,C,H,W]", output.shape);
+    /// The best class at each pixel of the scores upsampled over the input, within the
+    /// part of it that shows a frame of `size`.
+    fn of(
+        scores: &Scores,
+        (input, alignment): (&InputSpec, Alignment),
+        size: (u32, u32),
+        filter: Filter,
+    ) -> ClassMap {
+        let [x1, y1, x2, y2] = input.region(size).0;
+        // The frame's first pixel and extent along one axis, in input pixels (past the
+        // input's edges when it was cropped; such a frame is not made of crumbs).
+        let span = |start: f32, end: f32, frame: u32, input: u32| {
+            let per_frame_pixel = input as f32 / (end - start);
+            let first = -start * per_frame_pixel;
+            let count = (frame as f32 * per_frame_pixel).round().max(1.0) as usize;
+            (first, count.min(4 * input as usize))
         };
-        anyhow::ensure!(
-            (1..=256).contains(&classes),
-            "{classes} classes: 1 to 256 are supported"
+        let columns = span(x1, x2, size.0, input.width);
+        let rows = span(y1, y2, size.1, input.height);
+        let (width, height) = (columns.1, rows.1);
+        let columns = mask::input_taps(
+            columns,
+            input.width as usize,
+            scores.width,
+            alignment,
+            filter,
         );
-        let scores = output.as_f32();
-        let plane = height * width;
-        let ids = (0..plane)
-            .map(|i| {
-                let cell = (0..classes).map(|c| scores[c * plane + i]);
-                argmax(cell).map_or(0, |(id, _)| id as u8)
-            })
-            .collect();
-        Ok(ClassMap { width, height, ids })
+        let rows = mask::input_taps(
+            rows,
+            input.height as usize,
+            scores.height,
+            alignment,
+            filter,
+        );
+        let c = scores.classes;
+        let row_len = scores.width * c;
+        let row = |r: usize| &scores.values[r * row_len..(r + 1) * row_len];
+        // The scores blended between the two grid rows a map row falls between.
+        let mut line = vec![0.0; row_len];
+        let mut ids = Vec::with_capacity(width * height);
+        for tap in &rows {
+            for ((out, a), b) in line.iter_mut().zip(row(tap.low)).zip(row(tap.high)) {
+                *out = a + (b - a) * tap.weight;
+            }
+            for column in &columns {
+                let (a, b) = (&line[column.low * c..][..c], &line[column.high * c..][..c]);
+                let blended = a.iter().zip(b).map(|(a, b)| a + (b - a) * column.weight);
+                ids.push(argmax(blended).map_or(0, |(id, _)| id as u8));
+            }
+        }
+        ClassMap { width, height, ids }
     }
 
-    /// Each class present and its share of the cells (of the frame: it is stretched whole).
+    /// Each class present and its share of the frame.
     fn shares(&self) -> Vec<(usize, f32)> {
         let mut counts = [0usize; 256];
         for &id in &self.ids {
@@ -183,15 +287,22 @@ impl ClassMap {
 struct Segmentation {
     engine: Box<dyn Engine>,
     input: InputSpec,
+    alignment: Alignment,
     classes: Classes,
     map: Option<ClassMap>,
 }
 
 impl Segmentation {
-    fn new(engine: Box<dyn Engine>, input: InputSpec, classes: Classes) -> Segmentation {
+    fn new(
+        engine: Box<dyn Engine>,
+        input: InputSpec,
+        alignment: Alignment,
+        classes: Classes,
+    ) -> Segmentation {
         Segmentation {
             engine,
             input,
+            alignment,
             classes,
             map: None,
         }
@@ -218,16 +329,18 @@ impl Segmentation {
 }
 
 impl Task for Segmentation {
-    fn process(&mut self, frame: &Frame, _settings: &Settings) -> anyhow::Result<()> {
+    fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
         let outputs = self.engine.run(&self.input.tensor(frame))?;
         let output = outputs.first().context("the model gave no output")?;
-        // One channel is a person probability (selfie); several are class scores (FCN).
-        let one_channel = matches!(output.shape.as_slice(), [1, _, _, 1] | [1, 1, _, _]);
-        self.map = Some(if one_channel {
-            ClassMap::from_probability(output)?
-        } else {
-            ClassMap::from_scores(output)?
-        });
+        // The output's layout follows the input's (TensorFlow models are NHWC throughout).
+        let scores = Scores::of(output, self.input.layout)?;
+        let filter = Filter::parse(&settings.segmentation.filter_mode);
+        self.map = Some(ClassMap::of(
+            &scores,
+            (&self.input, self.alignment),
+            (frame.width, frame.height),
+            filter,
+        ));
         Ok(())
     }
 
@@ -257,36 +370,33 @@ impl Task for Segmentation {
         let Some(map) = &self.map else {
             return Json::Null;
         };
-        let mut classes = Map::new();
+        // The colours go with the shares so that the page can draw a legend of the classes
+        // present.
+        let (mut classes, mut colors) = (Map::new(), Map::new());
         for (id, share) in map.shares() {
-            classes.insert(
-                super::label_of(&self.classes.labels, id).into_owned(),
-                score_json(share),
-            );
+            let label = super::label_of(&self.classes.labels, id).into_owned();
+            let [r, g, b] = self.classes.color(id).rgb;
+            colors.insert(label.clone(), format!("#{r:02x}{g:02x}{b:02x}").into());
+            classes.insert(label, score_json(share));
         }
-        serde_json::json!({ "classes": classes })
+        serde_json::json!({ "classes": classes, "colors": colors })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vision::preprocess::Fit;
     use crate::vision::testing::{self, Env};
 
+    /// The catalog model `name` with the default settings.
+    fn catalog(env: &Env, name: &str) -> Segmentation {
+        let entry = env.catalog.get(name).unwrap();
+        catalog_model(entry, &env.settings.segmentation.model, &env.context()).unwrap()
+    }
+
     fn selfie(env: &Env) -> Segmentation {
-        let entry = env.catalog.get("selfie-segmentation").unwrap();
-        let input = InputSpec::of(entry).unwrap();
-        let (name, outputs) = (entry.input.clone(), entry.outputs.clone());
-        let path = env.catalog.path_of(entry);
-        let engine = env
-            .context()
-            .load_picture_model(&path, &input, name, outputs);
-        let labels = env.catalog.labels(entry).unwrap();
-        let classes = Classes {
-            labels,
-            colors: Vec::new(),
-        };
-        Segmentation::new(engine.unwrap(), input, classes)
+        catalog(env, "selfie-segmentation")
     }
 
     #[test]
@@ -388,9 +498,12 @@ mod tests {
         task.process(&frame, &settings).unwrap();
         let result = task.result();
         let share = |label: &str| result["classes"][label].as_f64().unwrap();
-        assert!((share("red") - 0.5).abs() < 0.01, "{result}");
-        assert!((share("green") - 0.25).abs() < 0.01, "{result}");
-        assert!((share("background") - 0.25).abs() < 0.01, "{result}");
+        // The scores are blended between cells before the best class is taken, so a
+        // boundary lies where the blended scores cross: within a pixel or two of the
+        // quarters' edges at this 64x96 input.
+        assert!((share("red") - 0.5).abs() < 0.02, "{result}");
+        assert!((share("green") - 0.25).abs() < 0.02, "{result}");
+        assert!((share("background") - 0.25).abs() < 0.02, "{result}");
         // colors.txt: background "0 0 0 0" stays clear in overlay mode; red at overlay_alpha
         // (drawn on white to see both).
         let mut drawn = Frame::from_rgb(300, 200, vec![255; 300 * 200 * 3]).unwrap();
@@ -411,20 +524,173 @@ mod tests {
         let mut drawn = Frame::new(300, 200);
         task.draw(&mut drawn, &settings);
         assert_eq!(drawn.pixel(250, 180), [0, 255, 0]);
-        // Linear filtering blends where classes meet (x = 150 at y = 150: red | green).
-        let edge = drawn.pixel(150, 150);
-        assert!(edge[0] > 0 && edge[1] > 0, "{edge:?}");
+        // Linear filtering blends where classes meet (about x = 150 at y = 150: red |
+        // green): colours there that are no class's own.
+        let own = [[255, 0, 0], [0, 255, 0], [0, 0, 0]];
+        let blended = (140..160)
+            .map(|x| drawn.pixel(x, 150))
+            .filter(|p| !own.contains(p))
+            .count();
+        assert!(
+            blended > 0,
+            "{:?}",
+            (140..160).map(|x| drawn.pixel(x, 150)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_padded_input_maps_back_to_the_frame_alone() {
+        // A 60x30 frame padded at the bottom into a 9x9 input: the frame is its top 9x5
+        // pixels (4.5 rounded up). Grid 3x3 (aligned corners: pixels 0, 4, 8); class 1 on
+        // the right column, class 2 on the bottom row, which lies in the padding.
+        let input = InputSpec {
+            fit: Fit::PadBottomRight,
+            ..InputSpec::stretched((9, 9), Layout::Nhwc, [0.0; 3], [1.0; 3])
+        };
+        let mut values = Vec::new();
+        for row in 0..3 {
+            for column in 0..3 {
+                let class = if row == 2 {
+                    2
+                } else {
+                    usize::from(column == 2)
+                };
+                values.extend((0..3).map(|c| if c == class { 1.0 } else { 0.0 }));
+            }
+        }
+        let scores = Scores::of(&Tensor::f32(vec![1, 3, 3, 3], values), Layout::Nhwc).unwrap();
+        let map = ClassMap::of(
+            &scores,
+            (&input, Alignment::Corners),
+            (60, 30),
+            Filter::Point,
+        );
+        assert_eq!((map.width, map.height), (9, 5));
+        // Nearest: pixels 6..8 of a row are cell 2 (class 1), rows 0..4 cells 0 and 1.
+        assert_eq!(&map.ids[..9], &[0, 0, 0, 0, 0, 0, 1, 1, 1]);
+        assert!(map.ids.iter().all(|&id| id != 2), "{:?}", map.ids);
+        assert!((map.shares()[1].1 - 3.0 / 9.0).abs() < 1e-6);
+    }
+
+    /// DeepLab's classes on `name`.jpg with the default settings, and the class map.
+    fn deeplab_on(env: &Env, name: &str) -> (Json, ClassMap) {
+        let mut task = catalog(env, &env.settings.segmentation.model.network);
+        task.process(&testing::picture(name), &env.settings)
+            .unwrap();
+        (task.result(), task.map.unwrap())
+    }
+
+    #[test]
+    fn deeplab_finds_the_dog_bicycle_and_car_where_they_are() {
+        let env = Env::new();
+        assert_eq!(
+            env.settings.segmentation.model.network,
+            "deeplabv3-mnv2-pascal"
+        );
+        let (result, map) = deeplab_on(&env, "dog");
+        eprintln!("dog.jpg: {result}");
+        let reference = &testing::reference()["segmentation-voc"]["dog"];
+        for wanted in ["dog", "bicycle", "car"] {
+            let want = reference
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c[0] == wanted)
+                .unwrap()[1]
+                .as_f64()
+                .unwrap();
+            let got = result["classes"][wanted].as_f64().unwrap_or(0.0);
+            assert!((got - want).abs() < 0.005, "{wanted}: {got} vs {want}");
+        }
+        // The dog's pixels lie in the lower left of the picture (the reference's region
+        // is x 132..307, y 226..535 of 768x576), scaled to the map.
+        let (sx, sy) = (768.0 / map.width as f32, 576.0 / map.height as f32);
+        let dog: Vec<(f32, f32)> = (0..map.ids.len())
+            .filter(|&i| map.ids[i] == 12)
+            .map(|i| ((i % map.width) as f32 * sx, (i / map.width) as f32 * sy))
+            .collect();
+        let (xs, ys): (Vec<f32>, Vec<f32>) = dog.into_iter().unzip();
+        let min = |v: &[f32]| v.iter().copied().fold(f32::MAX, f32::min);
+        let max = |v: &[f32]| v.iter().copied().fold(f32::MIN, f32::max);
+        let region = [min(&xs), min(&ys), max(&xs), max(&ys)];
+        for (got, want) in region.iter().zip([132.0, 226.0, 307.0, 535.0]) {
+            assert!((got - want).abs() < 12.0, "dog region {region:?}");
+        }
+        assert_eq!(result["colors"]["dog"], "#400080");
+    }
+
+    #[test]
+    fn deeplab_labels_the_horses_the_bird_and_the_person() {
+        let env = Env::new();
+        for (picture, class) in [("horses", "horse"), ("eagle", "bird"), ("person", "person")] {
+            let (result, _) = deeplab_on(&env, picture);
+            let want = testing::reference()["segmentation-voc"][picture]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c[0] == class)
+                .unwrap()[1]
+                .as_f64()
+                .unwrap();
+            let got = result["classes"][class].as_f64().unwrap_or(0.0);
+            assert!(
+                (got - want).abs() < 0.005,
+                "{picture}: {class} {got} vs {want}; {result}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_network_whose_output_is_no_class_grid_is_an_error() {
+        let env = Env::new();
+        let mut settings = env.settings.clone();
+        // A classifier's [1,1000] scores, given as the segmentation network.
+        settings.segmentation.model.network = env
+            .catalog
+            .path_of(env.catalog.get("efficientnet-lite0").unwrap())
+            .display()
+            .to_string();
+        let mut task = build(&settings, &env.context()).unwrap();
+        let error = task
+            .process(&testing::picture("dog"), &settings)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[1, 1000]"), "{error}");
+    }
+
+    #[test]
+    fn the_pascal_voc_palette() {
+        assert_eq!(pascal_voc_color(0).alpha, Some(0));
+        assert_eq!(pascal_voc_color(1).rgb, [128, 0, 0]);
+        assert_eq!(pascal_voc_color(12).rgb, [64, 0, 128]); // dog
+        assert_eq!(pascal_voc_color(15).rgb, [192, 128, 128]); // person
+        assert_eq!(pascal_voc_color(15).alpha, None);
     }
 
     #[test]
     fn class_maps_from_scores_and_colour_files() {
-        // Two classes over 1x3 cells: class 1 wins the middle cell.
-        let scores = Tensor::f32(vec![1, 2, 1, 3], vec![1.0, 0.0, 1.0, 0.0, 2.0, 0.5]);
-        let map = ClassMap::from_scores(&scores).unwrap();
+        // Two classes over 1x3 cells, a 3x1 input: class 1 wins the middle cell.
+        let input = InputSpec::stretched((3, 1), Layout::Nchw, [0.0; 3], [1.0; 3]);
+        let nchw = Tensor::f32(vec![1, 2, 1, 3], vec![1.0, 0.0, 1.0, 0.0, 2.0, 0.5]);
+        let scores = Scores::of(&nchw, Layout::Nchw).unwrap();
+        let map = ClassMap::of(
+            &scores,
+            (&input, Alignment::Centres),
+            (30, 10),
+            Filter::Linear,
+        );
         assert_eq!(map.ids, vec![0, 1, 0]);
         let shares = map.shares();
         assert_eq!(shares.len(), 2);
         assert!((shares[0].1 - 2.0 / 3.0).abs() < 1e-6);
+        // The same scores interleaved (NHWC), and a person probability.
+        let nhwc = Tensor::f32(vec![1, 1, 3, 2], vec![1.0, 0.0, 0.0, 2.0, 1.0, 0.5]);
+        assert_eq!(Scores::of(&nhwc, Layout::Nhwc).unwrap(), scores);
+        let probability = Tensor::f32(vec![1, 1, 3, 1], vec![0.2, 0.9, 0.5]);
+        let person = Scores::of(&probability, Layout::Nhwc).unwrap();
+        let map = ClassMap::of(&person, (&input, Alignment::Centres), (3, 1), Filter::Point);
+        assert_eq!(map.ids, vec![0, 1, 0]);
+        assert!(Scores::of(&Tensor::f32(vec![1, 6], vec![0.0; 6]), Layout::Nhwc).is_err());
         let colors =
             read_colors(Path::new(&testing::data("jetson/fcn-resnet18/colors.txt"))).unwrap();
         assert_eq!(

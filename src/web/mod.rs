@@ -8,6 +8,7 @@ mod methods;
 mod metrics;
 mod openapi;
 mod page;
+mod parse_errors;
 mod rest;
 mod serve;
 mod status;

@@ -4,6 +4,7 @@
 
 use super::connections::{Admitted, Registry, Tracked};
 use super::methods;
+use super::parse_errors::JsonParseErrors;
 use hyper::server::conn::Http;
 use hyper::service::Service;
 use hyper::{Body, Request};
@@ -112,11 +113,15 @@ async fn connection<S>(
         }
     });
     match tls {
-        None => drive(http.serve_connection(socket, service), &admitted, stopping).await,
+        None => {
+            let socket = JsonParseErrors::new(socket);
+            drive(http.serve_connection(socket, service), &admitted, stopping).await;
+        }
         Some(acceptor) => {
             if let Ok(Ok(stream)) =
                 tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(socket)).await
             {
+                let stream = JsonParseErrors::new(stream);
                 drive(http.serve_connection(stream, service), &admitted, stopping).await;
             }
         }

@@ -1,6 +1,6 @@
 # Fills in the sha256 values of DIR/catalog.toml and checks each entry against its ONNX file.
 """Usage: catalog.py DIR. Fails (and writes nothing) when an entry's input name, shape,
-dtype or output names disagree with the ONNX file, a file it names is missing, or its pad
+dtype or output names disagree with the ONNX file, a file it names is missing, or its fit
 keys are not ones visiond knows. Only the
 sha256 lines are rewritten, so the comments and layout of the catalog stay as written."""
 import hashlib
@@ -15,7 +15,7 @@ import compare
 
 DTYPES = {'f32': onnx.TensorProto.FLOAT, 'i32': onnx.TensorProto.INT32}
 # Where the filling goes when the picture is fitted into the input, keeping its aspect.
-PADS = ('bottom-right',)
+FITS = ('stretch', 'letterbox', 'pad-bottom-right', 'centre-crop')
 
 
 def sha256(path):
@@ -32,13 +32,11 @@ def problems(directory, entry):
     for key in ('labels', 'license_file', 'notice_file'):
         if entry[key] and not os.path.isfile(os.path.join(directory, entry[key])):
             found.append('%s %s is missing' % (key, entry[key]))
-    if ('pad' in entry) != ('pad_value' in entry):
-        found.append('pad and pad_value go together')
-    elif 'pad' in entry:
-        if entry['pad'] not in PADS:
-            found.append('pad is %r, not one of %s' % (entry['pad'], ', '.join(PADS)))
-        if not isinstance(entry['pad_value'], (int, float)) or not 0 <= entry['pad_value'] <= 255:
-            found.append('pad_value %r is not a pixel value 0..255' % (entry['pad_value'],))
+    if entry.get('fit', 'stretch') not in FITS:
+        found.append('fit is %r, not one of %s' % (entry['fit'], ', '.join(FITS)))
+    pad_value = entry.get('pad_value', 0)
+    if not isinstance(pad_value, (int, float)) or not 0 <= pad_value <= 255:
+        found.append('pad_value %r is not a pixel value 0..255' % (pad_value,))
     inputs, outputs = compare.signature(os.path.join(directory, entry['file']))
     if len(inputs) != 1:
         return found + ['has %d inputs, the catalog describes one' % len(inputs)]

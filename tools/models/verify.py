@@ -8,9 +8,10 @@ reference that visiond's Rust decoders are compared with; --json writes their re
 
 Preprocessing: the whole picture is stretched to the model's input size with PIL's
 bilinear filter (a triangle filter widened when shrinking), then (pixel - mean) / std in
-the catalog's channel order. A model with a `pad` key (DeepLab) instead gets the picture
-scaled with the same filter, keeping its aspect ratio, to fit the input, placed at the
-top-left corner and padded on the bottom and right with `pad_value` (see fit_and_pad).
+the catalog's channel order. A model whose `fit` is letterbox (NanoDet) or
+pad-bottom-right (DeepLab) instead gets the picture scaled with the same filter, keeping
+its aspect ratio, to fit the input, centred or at the top-left corner, and the rest filled
+with `pad_value` (see placement).
 Reported coordinates are in pixels of the original picture."""
 import argparse
 import json
@@ -48,8 +49,13 @@ def preprocess(image, entry):
     """PIL image -> model input for a catalog entry, batch 1; for ncthw, a clip that
     repeats the picture in every frame."""
     shape, layout = entry['input_shape'], entry['layout']
-    h, w = {'nchw': shape[2:4], 'nhwc': shape[1:3], 'ncthw': shape[3:5]}[layout]
-    x = np.asarray(image.resize((w, h), Image.BILINEAR), np.float32)
+    h, w = input_size(entry)
+    if entry.get('fit', 'stretch') == 'stretch':
+        x = np.asarray(image.resize((w, h), Image.BILINEAR), np.float32)
+    else:
+        (pw, ph), (left, top) = placement(image, entry)
+        x = np.full((h, w, 3), entry.get('pad_value', 0), np.float32)
+        x[top:top + ph, left:left + pw] = np.asarray(image.resize((pw, ph), Image.BILINEAR), np.float32)
     if entry['dtype'] == 'i32':
         return x.astype(np.int32)[None]
     x = (x - np.array(entry['mean'], np.float32)) / np.array(entry['std'], np.float32)
@@ -60,20 +66,33 @@ def preprocess(image, entry):
     return np.ascontiguousarray(x[None])
 
 
-def fit_and_pad(image, entry):
-    """PIL image -> model input for an entry with pad = "bottom-right", batch 1, and the
-    size (w, h) the picture was scaled to: its longer side becomes the input's side, the
-    other one is rounded; it sits at the top-left corner, the rest is pad_value."""
-    expect(entry['pad'] == 'bottom-right' and entry['layout'] == 'nhwc', 'fit_and_pad: %s, %s'
-           % (entry['pad'], entry['layout']))
-    side = entry['input_shape'][1]
-    expect(entry['input_shape'][2] == side, 'fit_and_pad: the input is not square')
-    scale = side / max(image.size)
+def input_size(entry):
+    """(height, width) of a picture model's input."""
+    shape = entry['input_shape']
+    return {'nchw': shape[2:4], 'nhwc': shape[1:3], 'ncthw': shape[3:5]}[entry['layout']]
+
+
+def placement(image, entry):
+    """Where the picture goes in the input, for the entry's fit: ((w, h) it is scaled to,
+    (left, top) of its corner). Aspect kept, the longer side fills the input, the other
+    rounded; letterbox centres it, pad-bottom-right puts it at the top-left corner."""
+    fit = entry.get('fit', 'stretch')
+    ih, iw = input_size(entry)
+    if fit == 'stretch':
+        return (iw, ih), (0, 0)
+    expect(fit in ('letterbox', 'pad-bottom-right'), 'fit %r is not supported here' % fit)
+    scale = min(iw / image.width, ih / image.height)
     w, h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
-    canvas = np.full((side, side, 3), entry['pad_value'], np.float32)
-    canvas[:h, :w] = np.asarray(image.resize((w, h), Image.BILINEAR), np.float32)
-    x = (canvas - np.array(entry['mean'], np.float32)) / np.array(entry['std'], np.float32)
-    return np.ascontiguousarray(x[None]), (w, h)
+    if fit == 'letterbox':
+        return (w, h), ((iw - w) // 2, (ih - h) // 2)
+    return (w, h), (0, 0)
+
+
+def fit_and_pad(image, entry):
+    """PIL image -> model input for an entry with fit = "pad-bottom-right", and the size
+    (w, h) the picture was scaled to."""
+    expect(entry.get('fit') == 'pad-bottom-right', 'fit_and_pad: fit is %r' % entry.get('fit'))
+    return preprocess(image, entry), placement(image, entry)[0]
 
 
 def bilinear(grid, ys, xs):
@@ -207,7 +226,7 @@ def classify(models, data_dir):
     return result
 
 
-def nanodet_decode(outs, entry, image_size, score_threshold=0.3, iou_threshold=0.6):
+def nanodet_decode(outs, entry, image, score_threshold=0.3, iou_threshold=0.6):
     """NanoDet GFL decode (distribution focal loss boxes); boxes in original picture pixels."""
     size = entry['input_shape'][2]
     bins = np.arange(entry['reg_max'] + 1, dtype=np.float32)
@@ -223,13 +242,15 @@ def nanodet_decode(outs, entry, image_size, score_threshold=0.3, iou_threshold=0
             boxes.append((cx - left, cy - top, cx + right, cy + bottom))
             scores.append(cls[cell, label])
             classes.append(label)
-    sx, sy = image_size[0] / size, image_size[1] / size
+    (w, h), (left, top) = placement(image, entry)
+    sx, sy = image.width / w, image.height / h
     found = []
     for label in sorted(set(classes)):
         idx = [i for i, c in enumerate(classes) if c == label]
         for k in nms([boxes[i] for i in idx], np.array([scores[i] for i in idx]), iou_threshold):
             x1, y1, x2, y2 = boxes[idx[k]]
-            found.append((float(scores[idx[k]]), int(label), [x1 * sx, y1 * sy, x2 * sx, y2 * sy]))
+            found.append((float(scores[idx[k]]), int(label),
+                          [(x1 - left) * sx, (y1 - top) * sy, (x2 - left) * sx, (y2 - top) * sy]))
     return sorted(found, key=lambda f: -f[0])
 
 
@@ -240,7 +261,7 @@ def detect(models, data_dir):
     result = {}
     for pic in ('dog', 'horses', 'person', 'giraffe', 'eagle'):
         image = picture(data_dir, pic)
-        dets = nanodet_decode(models.run(name, preprocess(image, entry)), entry, image.size)
+        dets = nanodet_decode(models.run(name, preprocess(image, entry)), entry, image)
         result[pic] = [[labels[c], round(s, 3), [round(v, 1) for v in box]] for s, c, box in dets]
     found = {d[0] for d in result['dog']}
     expect({'dog', 'bicycle'} <= found and found & {'car', 'truck'}, 'dog.jpg detections: %s' % sorted(found))
@@ -402,10 +423,7 @@ def action(models, data_dir):
 
 
 def real_input(models, name, data_dir):
-    entry = models.entries[name]
-    if 'pad' in entry:
-        return fit_and_pad(picture(data_dir, 'person'), entry)[0]
-    return preprocess(picture(data_dir, 'person'), entry)
+    return preprocess(picture(data_dir, 'person'), models.entries[name])
 
 
 def main():
