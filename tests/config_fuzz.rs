@@ -94,7 +94,8 @@ fn next_action(current: &str, rng: &mut Rng, good_only: bool) -> Action {
         12 => doc[section]["bogus_key"] = toml_edit::value(1),
         13 => {
             let text = doc.to_string();
-            let at = rng.below(text.len());
+            // An empty file (a step before emptied it) truncates to itself.
+            let at = rng.below(text.len().max(1)).min(text.len());
             let cut = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap();
             return Action::Text(text[..cut].to_owned());
         }
