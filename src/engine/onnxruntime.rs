@@ -64,8 +64,9 @@ impl Provider {
     /// Registers the provider on a session; ONNX Runtime's own error when it cannot start
     /// (its library, CUDA's or TensorRT's missing), never a quiet fall back to the CPU.
     fn register(&self, builder: &mut SessionBuilder) -> anyhow::Result<()> {
-        // Full fp32: TensorFloat-32 convolutions move MoveNet's heatmap peaks by pixels
-        // against the CPU (docs/gpu.md); fp16 is TensorRT's, by choice.
+        // Full fp32, as on the CPU: TensorFloat-32 convolutions are the suspected cause of
+        // MoveNet Lightning's keypoints landing 4.8 px from the CPU's (docs/gpu.md; not yet
+        // re-run without). Half precision is TensorRT's, by choice (`fp16`).
         let cuda = |device| {
             ort::ep::CUDA::default()
                 .with_device_id(device)
