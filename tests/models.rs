@@ -5,6 +5,7 @@ mod common;
 
 use common::Server;
 use serde_json::{json, Value as Json};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -27,14 +28,18 @@ fn shipped() -> String {
 
 /// `visiond infer ... --json` on one picture, with `config` as the config file's text.
 fn infer(config: &str, args: &[&str], picture: &str) -> Json {
-    let out = tempfile::tempdir().unwrap();
-    let config_path = out.path().join("visiond.toml");
+    infer_into(tempfile::tempdir().unwrap().path(), config, args, picture)
+}
+
+/// `infer`, writing the config file and the annotated picture into `out`.
+fn infer_into(out: &Path, config: &str, args: &[&str], picture: &str) -> Json {
+    let config_path = out.join("visiond.toml");
     std::fs::write(&config_path, config).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_visiond"))
         .arg("--config")
         .arg(&config_path)
         .args(["infer", "--json", "--out"])
-        .arg(out.path())
+        .arg(out)
         .args(args)
         .arg(data(picture))
         .output()
@@ -45,7 +50,7 @@ fn infer(config: &str, args: &[&str], picture: &str) -> Json {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        out.path().join(picture).is_file(),
+        out.join(picture).is_file(),
         "the annotated picture is written"
     );
     serde_json::from_slice(&output.stdout).unwrap()
@@ -164,23 +169,12 @@ fn the_person_mask_is_the_share_the_person_takes() {
 #[test]
 fn the_dog_picture_is_segmented_into_its_pascal_voc_classes_and_coloured() {
     let out = tempfile::tempdir().unwrap();
-    let config = out.path().join("visiond.toml");
-    std::fs::write(&config, shipped()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_visiond"))
-        .arg("--config")
-        .arg(&config)
-        .args(["infer", "--json", "--out"])
-        .arg(out.path())
-        .args(["--segmentation", "deeplabv3-mnv2-pascal"])
-        .arg(data("dog.jpg"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let result = infer_into(
+        out.path(),
+        &shipped(),
+        &["--segmentation", "deeplabv3-mnv2-pascal"],
+        "dog.jpg",
     );
-    let result: Json = serde_json::from_slice(&output.stdout).unwrap();
     let classes = &result["segmentation"]["classes"];
     let reference = reference();
     for found in reference["segmentation-voc"]["dog"].as_array().unwrap() {
