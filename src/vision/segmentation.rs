@@ -41,8 +41,9 @@ fn catalog_model(
     );
     let input = InputSpec::of(entry)?;
     let (name, outputs) = (entry.input.clone(), entry.outputs.clone());
-    let engine = ctx.load_picture_model(&ctx.catalog.path_of(entry), &input, name, outputs)?;
-    let labels = Network::Catalog(entry, ctx.catalog.path_of(entry)).labels(model, ctx.catalog)?;
+    let path = ctx.catalog.path_of(entry);
+    let engine = ctx.load_picture_model(&path, &input, name, outputs)?;
+    let labels = Network::Catalog(entry, path).labels(model, ctx.catalog)?;
     let alignment = match entry.extra.get("align_corners").and_then(|a| a.as_bool()) {
         Some(true) => Alignment::Corners,
         _ => Alignment::Centres,
