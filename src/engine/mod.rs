@@ -84,6 +84,11 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// Whether the session runs on a GPU provider.
+    pub fn is_on_gpu(&self) -> bool {
+        matches!(self.provider.as_str(), "cuda" | "tensorrt")
+    }
+
     /// The placements of a task's models together (the hands task runs two).
     pub fn combine(placements: &[Placement]) -> Placement {
         let mut providers: Vec<&str> = placements.iter().map(|p| p.provider.as_str()).collect();

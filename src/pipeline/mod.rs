@@ -3,6 +3,7 @@
 //! side, and the latest frame always wins.
 
 mod models;
+pub use models::side_by_side;
 pub mod status;
 
 use crate::media::source::Capture;

@@ -60,6 +60,54 @@ struct Slot {
     status: ModelStatus,
 }
 
+/// Runs `work` on every item: those `on_gpu` picks side by side, a thread each, so that
+/// their tasks' CPU pre-processing and decoding overlap (and their GPU work queues up at
+/// once); the others one after another, since a CPU session already uses every core.
+pub fn side_by_side<T: Send>(
+    items: impl IntoIterator<Item = T>,
+    on_gpu: impl Fn(&T) -> bool,
+    work: impl Fn(T) + Sync,
+) {
+    let (parallel, serial): (Vec<T>, Vec<T>) = items.into_iter().partition(on_gpu);
+    std::thread::scope(|scope| {
+        for item in parallel {
+            let work = &work;
+            scope.spawn(move || work(item));
+        }
+        serial.into_iter().for_each(&work);
+    });
+}
+
+impl Slot {
+    /// Runs the slot's task on `frame`, keeping its time and state in its status.
+    fn process(&mut self, frame: &crate::media::Frame, settings: &Settings) {
+        let Some((_, task)) = self.task.as_mut() else {
+            return;
+        };
+        let started = Instant::now();
+        match task.process(frame, settings) {
+            Ok(()) => {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                let status = &mut self.status;
+                status.avg_ms = if status.avg_ms == 0.0 {
+                    ms
+                } else {
+                    status.avg_ms * 0.9 + ms * 0.1
+                };
+                status.last_ms = ms;
+                if status.state == ModelState::Error {
+                    status.error = None;
+                }
+                status.state = ModelState::Ready;
+            }
+            Err(e) => {
+                self.status.state = ModelState::Error;
+                self.status.error = Some(format!("{e:#}"));
+            }
+        }
+    }
+}
+
 pub struct Models {
     slots: Vec<Slot>,
     requests: mpsc::Sender<Request>,
@@ -168,34 +216,13 @@ impl Models {
         }
     }
 
-    /// Runs every ready task on `frame`, timing each.
+    /// Runs every ready task on `frame`, timing each (see `side_by_side`).
     pub fn process(&mut self, frame: &crate::media::Frame, settings: &Settings) {
-        for slot in &mut self.slots {
-            let Some((_, task)) = slot.task.as_mut() else {
-                continue;
-            };
-            let started = Instant::now();
-            match task.process(frame, settings) {
-                Ok(()) => {
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    let status = &mut slot.status;
-                    status.avg_ms = if status.avg_ms == 0.0 {
-                        ms
-                    } else {
-                        status.avg_ms * 0.9 + ms * 0.1
-                    };
-                    status.last_ms = ms;
-                    if status.state == ModelState::Error {
-                        status.error = None;
-                    }
-                    status.state = ModelState::Ready;
-                }
-                Err(e) => {
-                    slot.status.state = ModelState::Error;
-                    slot.status.error = Some(format!("{e:#}"));
-                }
-            }
-        }
+        side_by_side(
+            self.slots.iter_mut().filter(|slot| slot.task.is_some()),
+            |slot| slot.status.placement.is_on_gpu(),
+            |slot| slot.process(frame, settings),
+        );
     }
 
     /// Draws every task's last result, in `vision::DRAW_ORDER`.

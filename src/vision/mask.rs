@@ -66,20 +66,51 @@ impl Tap {
 
 impl<const N: usize> Grid<N> {
     /// Stretches the grid over `frame`: `paint(x, y, pixel, value)` for every pixel, with
-    /// the grid's value there.
+    /// the grid's value there. A large frame is painted in bands of rows on several threads:
+    /// these full-frame blends are most of the pipeline's own time when the models run on a
+    /// GPU (docs/benchmarks.md).
     pub fn paint(
         &self,
         frame: &mut Frame,
         filter: Filter,
-        mut paint: impl FnMut(usize, usize, &mut [u8], [f32; N]),
+        paint: impl Fn(usize, usize, &mut [u8], [f32; N]) + Sync,
     ) {
         let columns = taps(frame.width as usize, self.width, filter);
         let rows = taps(frame.height as usize, self.height, filter);
+        let stride = frame.width as usize * 3;
+        let band_rows = rows.len().div_ceil(band_count(frame)).max(1);
+        let mut bands = frame
+            .rgb
+            .chunks_mut(stride * band_rows)
+            .zip(rows.chunks(band_rows));
+        let band = |(first, (pixels, rows)): (usize, (&mut [u8], &[Tap]))| {
+            self.paint_rows(pixels, first * band_rows, rows, &columns, &paint);
+        };
+        let Some(first) = bands.next() else {
+            return;
+        };
+        std::thread::scope(|scope| {
+            for (i, rest) in bands.enumerate() {
+                scope.spawn(move || band((i + 1, rest)));
+            }
+            band((0, first)); // this thread paints the first band meanwhile
+        });
+    }
+
+    /// Paints `pixels`, the frame's rows from `first_row` on, one tap in `rows` each.
+    fn paint_rows(
+        &self,
+        pixels: &mut [u8],
+        first_row: usize,
+        rows: &[Tap],
+        columns: &[Tap],
+        paint: &impl Fn(usize, usize, &mut [u8], [f32; N]),
+    ) {
         // The grid blended between the two rows a frame row falls between.
         let mut line = vec![[0.0; N]; self.width];
         let mut blended: Option<Tap> = None;
-        let stride = frame.width as usize * 3;
-        for (y, (pixels, &row)) in frame.rgb.chunks_exact_mut(stride).zip(&rows).enumerate() {
+        let stride = columns.len() * 3;
+        for (y, (pixels, &row)) in pixels.chunks_exact_mut(stride).zip(rows).enumerate() {
             if blended != Some(row) {
                 let (low, high) = (self.row(row.low), self.row(row.high));
                 for ((out, a), b) in line.iter_mut().zip(low).zip(high) {
@@ -87,9 +118,9 @@ impl<const N: usize> Grid<N> {
                 }
                 blended = Some(row);
             }
-            for (x, (pixel, column)) in pixels.chunks_exact_mut(3).zip(&columns).enumerate() {
+            for (x, (pixel, column)) in pixels.chunks_exact_mut(3).zip(columns).enumerate() {
                 let value = mix(&line[column.low], &line[column.high], column.weight);
-                paint(x, y, pixel, value);
+                paint(x, first_row + y, pixel, value);
             }
         }
     }
@@ -97,6 +128,16 @@ impl<const N: usize> Grid<N> {
     fn row(&self, row: usize) -> &[[f32; N]] {
         &self.cells[row * self.width..(row + 1) * self.width]
     }
+}
+
+/// How many bands `paint` cuts a frame into: one per core (at most 8), a single one for
+/// frames too small to be worth a thread.
+fn band_count(frame: &Frame) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    const PIXELS_PER_BAND: usize = 128 * 1024;
+    let pixels = frame.width as usize * frame.height as usize;
+    (pixels / PIXELS_PER_BAND).clamp(1, cores.min(8))
 }
 
 /// A colour value (0..=255, as blends of pixels give) to a byte, rounded. Cheaper than
@@ -190,10 +231,34 @@ mod tests {
 
     /// The grid painted over a frame `width` x `height`: its value at each pixel.
     fn painted(grid: &Grid<1>, width: u32, height: u32, filter: Filter) -> Vec<Vec<f32>> {
-        let mut values = vec![vec![f32::NAN; width as usize]; height as usize];
+        let values = vec![vec![f32::NAN; width as usize]; height as usize];
+        let values = std::sync::Mutex::new(values);
         let mut frame = Frame::new(width, height);
-        grid.paint(&mut frame, filter, |x, y, _, [v]| values[y][x] = v);
-        values
+        grid.paint(&mut frame, filter, |x, y, _, [v]| {
+            values.lock().unwrap()[y][x] = v;
+        });
+        values.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_large_frame_painted_in_bands_gets_every_row_once_at_its_place() {
+        let grid = Grid {
+            width: 2,
+            height: 2,
+            cells: vec![[0.0], [1.0], [0.0], [1.0]],
+        };
+        let mut frame = Frame::new(1280, 720);
+        grid.paint(&mut frame, Filter::Linear, |x, y, pixel, [v]| {
+            let row = y as u16;
+            pixel.copy_from_slice(&[row as u8, (row >> 8) as u8, to_byte(v * 255.0)]);
+            assert!(x < 1280);
+        });
+        for (y, row) in frame.rgb.chunks_exact(1280 * 3).enumerate() {
+            let expected = [y as u8, (y >> 8) as u8];
+            assert!(row.chunks_exact(3).all(|p| p[..2] == expected), "row {y}");
+            // The grid's left column is 0 and its right 1, whatever the band.
+            assert_eq!((row[2], row[1280 * 3 - 1]), (0, 255), "row {y}");
+        }
     }
 
     #[test]
