@@ -1,6 +1,7 @@
 //! The API's HTTP promises (docs/reliability.md, "The API"): connections are capped and time
 //! out without stopping the service, only this appliance's host names are answered, the
-//! page needs the token when viewing does, and errors and methods follow HTTP.
+//! page needs the token when viewing does, only listed origins get CORS permission, and
+//! errors and methods follow HTTP.
 
 mod common;
 
@@ -187,6 +188,92 @@ fn with_auth_viewers_the_page_asks_for_the_token_and_shows_nothing_else() {
 }
 
 #[test]
+fn pages_on_listed_origins_may_use_the_api_and_whep_and_others_may_not() {
+    let player = "http://player.example:8080";
+    let server = Server::start_with(
+        |t| {
+            t.replace(
+                "allowed_origins = []",
+                &format!("allowed_origins = [\"{player}\"]"),
+            )
+        },
+        &[],
+    );
+    let preflight = |origin: &str, path: &str| {
+        raw(
+            &server,
+            &format!(
+                "OPTIONS {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\
+                 Access-Control-Request-Method: POST\r\n\
+                 Access-Control-Request-Headers: content-type, authorization\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    // A WHEP player on the listed origin may offer (its preflight needs no token).
+    let (status, head, _) = preflight(player, "/whep");
+    assert_eq!(status, 204, "{head}");
+    assert_eq!(header(&head, "access-control-allow-origin"), Some(player));
+    assert_eq!(
+        header(&head, "access-control-allow-methods"),
+        Some("post, options")
+    );
+    assert_eq!(
+        header(&head, "access-control-allow-headers"),
+        Some("content-type, authorization")
+    );
+    assert_eq!(header(&head, "allow"), Some("post, options"));
+    // Another origin learns the methods, but gets no permission.
+    let (status, head, _) = preflight("https://evil.example", "/whep");
+    assert_eq!(status, 204, "{head}");
+    assert_eq!(header(&head, "access-control-allow-origin"), None);
+    let (status, _, body) = preflight(player, "/no/such/route");
+    assert_eq!(status, 404);
+    json_error(&body);
+
+    // The answers themselves carry the permission, for the listed origin only.
+    let read = |origin: &str| {
+        raw(
+            &server,
+            &format!(
+                "GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    let (status, head, _) = read(player);
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "access-control-allow-origin"), Some(player));
+    assert!(header(&head, "access-control-expose-headers").is_some_and(|h| h.contains("location")));
+    let (_, head, _) = read("https://evil.example");
+    assert_eq!(header(&head, "access-control-allow-origin"), None);
+
+    // Writes: the listed origin may, any other is refused.
+    let write = |origin: &str| {
+        server.request(
+            "PUT",
+            "/api/v1/config/server/title",
+            &[("Content-Type", "application/json"), ("Origin", origin)],
+            Some("\"from the dashboard\""),
+        )
+    };
+    assert_eq!(write(player).0, 200);
+    let (status, body) = write("https://evil.example");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("server.allowed_origins"), "{body}");
+    assert_eq!(
+        server.get_json("/api/v1/config/server/title"),
+        json!("from the dashboard")
+    );
+    // An origin that is not one is refused as a value.
+    let (status, body) = server.put(
+        "/api/v1/config/server/allowed_origins",
+        "[\"player.example/path\"]",
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
 fn methods_errors_and_bodies_follow_http() {
     let server = Server::start();
     // 405 names the methods the path takes.
@@ -195,7 +282,7 @@ fn methods_errors_and_bodies_follow_http() {
         "DELETE /api/v1/config HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 405);
-    assert_eq!(header(&head, "allow"), Some("get, head, patch"));
+    assert_eq!(header(&head, "allow"), Some("get, head, patch, options"));
     json_error(&body);
 
     // HEAD is GET without the body.

@@ -290,6 +290,115 @@ a=rtcp-fb:102 nack\r\n\
 a=rtcp-fb:102 nack pli\r\n\
 a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
 
+/// VIEWER_OFFER with its one format replaced: `m=KIND` with payload `payload` and its rtpmap.
+fn offer_of(kind: &str, payload: &str, rtpmap: &str) -> String {
+    let codecs = VIEWER_OFFER.find("a=rtpmap:102").unwrap();
+    VIEWER_OFFER[..codecs].replace(
+        "m=video 9 UDP/TLS/RTP/SAVPF 102",
+        &format!("m={kind} 9 UDP/TLS/RTP/SAVPF {payload}"),
+    ) + &format!("a=rtpmap:{payload} {rtpmap}\r\n")
+}
+
+#[test]
+fn offers_visiond_cannot_serve_are_refused_and_hold_no_slot() {
+    let server = Server::start_with(ice_on_machine_address, &[]);
+    let audio_only = offer_of("audio", "111", "opus/48000/2");
+    let vp8 = offer_of("video", "96", "VP8/90000");
+    let vp8_publisher = vp8.replace("a=recvonly", "a=sendonly");
+    let high = VIEWER_OFFER.replace("profile-level-id=42e01f", "profile-level-id=640028");
+    let mode_0 = VIEWER_OFFER.replace("packetization-mode=1;", "");
+    for (path, offer, says) in [
+        ("/whep", audio_only.as_str(), "no video section"),
+        ("/whep", vp8.as_str(), "no H.264 (it offers VP8)"),
+        ("/whep", high.as_str(), "(640028) cannot play"),
+        ("/whep", mode_0.as_str(), "only packetization-mode=0"),
+        ("/whip", vp8_publisher.as_str(), "no H.264 (it offers VP8)"),
+        ("/whip", VIEWER_OFFER, "video is recvonly"),
+    ] {
+        let (status, body) = server.request("POST", path, &[OFFER_TYPE], Some(offer));
+        assert_eq!(status, 400, "{path}, {says}: {body}");
+        let error = json(&body)["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(says), "{path}: {error}");
+    }
+    let peers = &server.get_json("/api/v1/status")["peers"];
+    assert_eq!(peers["viewers"], 0, "{peers}");
+    assert_eq!(peers["publisher_state"], Json::Null, "{peers}");
+}
+
+/// The media sections of an SDP text, each from its `m=` line on.
+fn sections(sdp: &str) -> Vec<&str> {
+    sdp.split("m=").skip(1).collect()
+}
+
+#[test]
+fn an_audio_section_first_is_answered_inactive_inside_the_bundle() {
+    let server = Server::start_with(ice_on_machine_address, &[]);
+    // As GStreamer's whepsrc offers by default: audio first, and the BUNDLE tag.
+    let video_at = VIEWER_OFFER.find("m=video").unwrap();
+    let audio = offer_of("audio", "111", "opus/48000/2")[video_at..].to_owned();
+    let offer = VIEWER_OFFER[..video_at].replace("BUNDLE 0", "BUNDLE 0 1")
+        + &audio
+        + &VIEWER_OFFER[video_at..].replace("a=mid:0", "a=mid:1");
+    let (status, answer) = server.request("POST", "/whep", &[OFFER_TYPE], Some(&offer));
+    assert_eq!(status, 201, "{answer}");
+    assert!(answer.contains("a=group:BUNDLE 0 1"), "{answer}");
+    let sections = sections(&answer);
+    assert_eq!(sections.len(), 2, "{answer}");
+    let (audio, video) = (sections[0], sections[1]);
+    assert!(audio.starts_with("audio 9 "), "{answer}");
+    for line in [
+        "a=mid:0",
+        "a=inactive",
+        "a=ice-ufrag:",
+        "a=ice-pwd:",
+        "a=setup:",
+    ] {
+        assert!(audio.contains(line), "audio lacks {line}: {answer}");
+    }
+    assert!(
+        video.starts_with("video 9 ") && video.contains("a=mid:1"),
+        "{answer}"
+    );
+    assert!(video.contains("a=sendonly"), "{answer}");
+
+    // And a real player that offers audio first plays.
+    let report = aiortc(&server, &["play", "--audio-first", "--seconds", "4"]);
+    let viewer = &report["viewers"][0];
+    assert!(viewer["frames"].as_u64().unwrap() > 10, "{report}");
+    assert_eq!(viewer["delete"], 200, "{report}");
+}
+
+/// The path of a session resource URL the client printed.
+fn resource_path(report: &Json) -> String {
+    let url = report["resource"].as_str().unwrap();
+    url[url.find("/wh").unwrap()..].to_owned()
+}
+
+#[test]
+fn peers_that_vanish_without_delete_are_reported_and_dropped_within_seconds() {
+    let server = Server::start_with(|t| small_input(ice_on_machine_address(t)), &[]);
+    // ICE consent: a peer silent for 7 s is disconnected, and 5 s later it is dropped;
+    // webrtc-rs's own timeouts kept it for half a minute.
+    let publisher = aiortc(&server, &["vanish", "--as", "publisher", "--seconds", "2"]);
+    assert_eq!(publisher["connected"], "connected", "{publisher}");
+    server.wait_for("/api/v1/status", Duration::from_secs(15), |s| {
+        s["peers"]["publisher_state"] == "disconnected" && s["peers"]["publisher"] == false
+    });
+    server.wait_for("/api/v1/status", Duration::from_secs(15), |s| {
+        s["peers"]["publisher_state"].is_null() && s["input"]["state"] == "waiting"
+    });
+    let (status, _) = server.request("DELETE", &resource_path(&publisher), &[], None);
+    assert_eq!(status, 404, "the vanished publisher's session is gone");
+
+    let viewer = aiortc(&server, &["vanish", "--as", "viewer", "--seconds", "2"]);
+    assert_eq!(viewer["connected"], "connected", "{viewer}");
+    server.wait_for("/api/v1/status", Duration::from_secs(20), |s| {
+        s["peers"]["viewers"] == 0
+    });
+    let (status, _) = server.request("DELETE", &resource_path(&viewer), &[], None);
+    assert_eq!(status, 404, "the vanished viewer's slot is free");
+}
+
 fn candidates(answer: &str) -> Vec<&str> {
     answer
         .lines()

@@ -14,6 +14,12 @@
         next keyframe takes (the periodic one is 2 s apart).
     webrtc_client.py URL cycles --count N --parallel P
         N WHEP sessions, P at a time: offer, answer, connect, DELETE, close.
+    webrtc_client.py URL vanish --as publisher|viewer --seconds S
+        Connects, streams S seconds, prints what it did and exits at once: no DELETE, no
+        close, no DTLS alert, as a killed process or a lost network would.
+
+`play --audio-first` offers an audio section before the video one, as most WHEP players do
+(and makes it the BUNDLE tag).
 
 Prints one JSON object on stdout. Needs only aiortc (which brings PyAV); no numpy.
 """
@@ -21,6 +27,7 @@ Prints one JSON object on stdout. Needs only aiortc (which brings PyAV); no nump
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -83,13 +90,15 @@ def describe(frame):
     return [s / count for s in sums], hash(data[:: 97])
 
 
-async def start_viewing(base):
-    """A WHEP viewer: its peer, its receiving transceiver, where its track arrives, and the
-    session's resource URL."""
+async def start_viewing(base, audio_first=False):
+    """A WHEP viewer: its peer, its receiving transceiver, where its video track arrives,
+    and the session's resource URL."""
     pc = RTCPeerConnection()
+    if audio_first:
+        pc.addTransceiver("audio", direction="recvonly")
     transceiver = pc.addTransceiver("video", direction="recvonly")
     tracks = asyncio.Queue()
-    pc.on("track", lambda track: tracks.put_nowait(track))
+    pc.on("track", lambda track: tracks.put_nowait(track) if track.kind == "video" else None)
     resource = await negotiate(pc, base + "/whep")
     return pc, transceiver, tracks, resource
 
@@ -102,8 +111,8 @@ async def stop_viewing(pc, resource):
         await pc.close()
 
 
-async def view(base, seconds, report):
-    pc, _, tracks, resource = await start_viewing(base)
+async def view(base, seconds, report, audio_first=False):
+    pc, _, tracks, resource = await start_viewing(base, audio_first)
     result = {"frames": 0, "size": None, "sizes": [], "colours": [], "fingerprints": 0}
     result["longest_gap"] = 0.0  # seconds between two decoded frames, after the first
     fingerprints = set()
@@ -247,10 +256,25 @@ async def cycles(base, count, parallel):
     return {"cycles": done}
 
 
+async def vanish(base, role, seconds):
+    if role == "publisher":
+        pc, resource = await start_publishing(base, GREEN)
+    else:
+        pc, _, _, resource = await start_viewing(base)
+        await connected(pc)
+    await asyncio.sleep(seconds)
+    json.dump({"connected": pc.connectionState, "resource": resource}, sys.stdout)
+    sys.stdout.flush()
+    os._exit(0)
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
-    parser.add_argument("mode", choices=["play", "publish-and-play", "replace", "cycles", "pli"])
+    modes = ["play", "publish-and-play", "replace", "cycles", "pli", "vanish"]
+    parser.add_argument("mode", choices=modes)
+    parser.add_argument("--as", dest="role", choices=["publisher", "viewer"], default="viewer")
+    parser.add_argument("--audio-first", action="store_true")
     parser.add_argument("--viewers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--count", type=int, default=10)
@@ -261,9 +285,12 @@ async def main():
         result = await cycles(base, args.count, args.parallel)
     elif args.mode == "pli":
         result = await keyframes_on_pli(base, args.count)
+    elif args.mode == "vanish":
+        await vanish(base, args.role, args.seconds)
     elif args.mode == "play":
         report = []
-        await asyncio.gather(*(view(base, args.seconds, report) for _ in range(args.viewers)))
+        viewers = (view(base, args.seconds, report, args.audio_first) for _ in range(args.viewers))
+        await asyncio.gather(*viewers)
         result = {"viewers": report}
     elif args.mode == "replace":
         report = []

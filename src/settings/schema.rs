@@ -36,6 +36,8 @@ pub enum Kind {
     Flags(&'static [&'static str]),
     /// A list of free-form strings.
     TextList,
+    /// A list of web origins (`scheme://host[:port]`), or `*` for any.
+    Origins,
     /// `#rrggbb`.
     Color,
     /// `host:port`, parsed as a socket address.
@@ -119,6 +121,15 @@ impl Kind {
                 Ok(Json::from(items))
             }
             Kind::TextList => string_list(value).map(Json::from),
+            Kind::Origins => {
+                let items = string_list(value)?;
+                match items.iter().find(|item| !is_origin(item)) {
+                    Some(bad) => Err(format!(
+                        "expected origins as \"http://host[:port]\" or \"https://host[:port]\" (no path), or \"*\", got \"{bad}\""
+                    )),
+                    None => Ok(Json::from(items)),
+                }
+            }
             Kind::Color => {
                 let s = text(value)?;
                 let hex = s.strip_prefix('#').unwrap_or("");
@@ -154,6 +165,16 @@ impl Kind {
         }
     }
 }
+
+/// The same test as the OpenAPI description's pattern for `Kind::Origins`.
+fn is_origin(item: &str) -> bool {
+    let rest = item
+        .strip_prefix("https://")
+        .or_else(|| item.strip_prefix("http://"));
+    item == "*" || rest.is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
+pub const ORIGIN_PATTERN: &str = "^(\\*|https?://[^/]+)$";
 
 fn in_range<T: PartialOrd + std::fmt::Display>(x: T, min: T, max: T) -> Result<(), String> {
     if min <= x && x <= max {
@@ -290,6 +311,7 @@ fn build_schema() -> Vec<Key> {
         key(s, "auth_token", Kind::Text, json!(""), "when set, config writes (PUT/PATCH) and WHIP publishing need \"Authorization: Bearer <token>\"; reads stay open"),
         key(s, "auth_viewers", Kind::Bool, json!(false), "true: WHEP viewing, the page's video and reads need the token too"),
         key(s, "allowed_hosts", Kind::TextList, json!([]), "host names the page is reached by besides IP addresses, localhost and this machine's hostname"),
+        key(s, "allowed_origins", Kind::Origins, json!([]), "pages elsewhere (\"https://host[:port]\", or \"*\") that may use the API, WHEP and WHIP from the browser; same-origin pages always may"),
         key(i, "uri", Kind::InputUri, json!("webrtc"), "webrtc | test | images:<dir or glob> | file:<path> | v4l2:/dev/videoN | rtsp://..."),
         key(i, "width", Kind::Int { min: 16, max: 7680 }, json!(1280), "frame width in pixels (16..7680)"),
         key(i, "height", Kind::Int { min: 16, max: 4320 }, json!(720), "frame height in pixels (16..4320)"),

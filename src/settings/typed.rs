@@ -30,6 +30,7 @@ pub struct Server {
     pub auth_token: String,
     pub auth_viewers: bool,
     pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Methods around warp's routes: HEAD answered as GET (hyper sends no body for it), and
-//! 405 answers with the `Allow` header, read from the OpenAPI description so that the two
-//! cannot disagree.
+//! 405 answers (and OPTIONS, see `cors`) with the `Allow` header, read from the OpenAPI
+//! description so that the two cannot disagree.
 
 use hyper::service::Service;
 use hyper::{Body, Method, Request};
@@ -40,7 +40,7 @@ enum Segment {
 }
 
 /// The methods `path` takes, as an `Allow` value.
-fn allowed(path: &str) -> Option<HeaderValue> {
+pub(super) fn allowed(path: &str) -> Option<HeaderValue> {
     static TEMPLATES: OnceLock<Vec<Template>> = OnceLock::new();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     TEMPLATES
@@ -91,6 +91,7 @@ fn templates() -> Vec<Template> {
             if methods.iter().any(|m| m == "GET") {
                 methods.insert(1, "HEAD".to_owned());
             }
+            methods.push("OPTIONS".to_owned()); // every path answers CORS preflights
             let allow = HeaderValue::from_str(&methods.join(", ")).expect("method names");
             Template { segments, allow }
         })
@@ -103,13 +104,16 @@ mod tests {
 
     #[test]
     fn allow_lists_the_described_methods() {
-        assert_eq!(allowed("/api/v1/config").unwrap(), "GET, HEAD, PATCH");
+        assert_eq!(
+            allowed("/api/v1/config").unwrap(),
+            "GET, HEAD, PATCH, OPTIONS"
+        );
         assert_eq!(
             allowed("/api/v1/config/pose/enabled").unwrap(),
-            "GET, HEAD, PUT"
+            "GET, HEAD, PUT, OPTIONS"
         );
-        assert_eq!(allowed("/whep").unwrap(), "POST");
-        assert_eq!(allowed("/pose/enabled").unwrap(), "GET, HEAD, PUT");
+        assert_eq!(allowed("/whep").unwrap(), "POST, OPTIONS");
+        assert_eq!(allowed("/pose/enabled").unwrap(), "GET, HEAD, PUT, OPTIONS");
         assert!(allowed("/nothing/here").is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP side: routes, REST, SSE, the page, OpenAPI and metrics.
 
 mod connections;
+mod cors;
 mod error;
 mod events;
 mod host;
@@ -25,7 +26,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
@@ -199,6 +200,20 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
     let assets = warp::path!("static" / String)
         .and(warp::get())
         .map(|name: String| page::asset(&name));
+    // Preflights need no token: browsers send none with them.
+    let preflight = warp::options()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(with_ctx.clone())
+        .map(
+            |path: warp::path::FullPath, headers: HeaderMap, ctx: Arc<Context>| {
+                cors::preflight(
+                    path.as_str(),
+                    &headers,
+                    &ctx.store.settings().server.allowed_origins,
+                )
+            },
+        );
     let signaling = |role: Role, write: bool| {
         let offer = warp::path(role.path())
             .and(warp::path::end())
@@ -235,6 +250,7 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         assets.boxed(),
         alias_get.boxed(),
         alias_put.boxed(),
+        preflight.boxed(),
     ];
     // Viewing is a read (a token only with auth_viewers); publishing is a write.
     routes.extend(signaling(Role::Viewer, false));
@@ -243,10 +259,17 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         .into_iter()
         .reduce(|all, route| all.or(route).unify().boxed())
         .expect("routes");
-    known_host(ctx)
+    let served = known_host(ctx.clone())
         .and(all)
         .recover(error::recover)
         .unify()
+        .map(Reply::into_response);
+    warp::header::headers_cloned()
+        .and(with_ctx)
+        .and(served)
+        .map(|headers: HeaderMap, ctx: Arc<Context>, response: Response| {
+            cors::decorate(response, &headers, &ctx.store.settings().server.allowed_origins)
+        })
         .with(warp::log::custom(|info| {
             tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
         }))
@@ -336,10 +359,10 @@ async fn check_auth(
     if write {
         if let (Some(origin), Some(host)) = (&origin, &host) {
             let origin_host = origin.split("://").nth(1).unwrap_or(origin);
-            if origin_host != host {
+            if origin_host != host && !cors::allows(&server.allowed_origins, origin) {
                 return Err(warp::reject::custom(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    format!("cross-origin write from {origin} refused"),
+                    format!("cross-origin write from {origin} refused: list the origin in server.allowed_origins"),
                 )));
             }
         }

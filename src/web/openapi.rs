@@ -40,6 +40,9 @@ fn property_schema(kind: &Kind) -> Json {
             json!({"type": "array", "uniqueItems": true, "items": {"type": "string", "enum": options}})
         }
         Kind::TextList => json!({"type": "array", "items": {"type": "string"}}),
+        Kind::Origins => {
+            json!({"type": "array", "items": {"type": "string", "pattern": crate::settings::schema::ORIGIN_PATTERN}})
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! connection and closes it (its sockets and tasks with it) on DELETE, ICE failure or close.
 
 mod encoder;
+mod offer;
 pub(crate) mod peer;
 pub(crate) mod whep;
 pub(crate) mod whip;
@@ -19,8 +20,8 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, Notify};
-use webrtc::peer_connection::PeerConnection;
+use tokio::sync::{broadcast, watch, Notify};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
 /// Encoded units a viewer may fall behind by before it skips to the next keyframe.
 const UNITS_BUFFERED: usize = 16;
@@ -122,6 +123,14 @@ impl Role {
             Role::Publisher => "whip",
         }
     }
+
+    /// What visiond does with the video of such a session, for error messages.
+    fn visiond_does(self) -> &'static str {
+        match self {
+            Role::Viewer => "sends",
+            Role::Publisher => "receives",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +150,8 @@ pub enum HubError {
 struct Session {
     pc: Arc<dyn PeerConnection>,
     stop: Arc<Notify>,
+    /// The connection's state as ICE and DTLS last reported it.
+    state: watch::Receiver<RTCPeerConnectionState>,
 }
 
 #[derive(Default)]
@@ -189,6 +200,7 @@ impl Hub {
             return Err(HubError::TooManyViewers(max));
         }
         let offer = peer::parse_offer(offer)?;
+        let plan = offer::check(&offer.sdp, Role::Viewer)?;
         let (pc, mut events) = peer::build(&settings.webrtc, Some(&offer))
             .await
             .map_err(failed)?;
@@ -196,8 +208,8 @@ impl Hub {
             Ok(viewer) => viewer,
             Err(e) => return Err(close_with(&pc, failed(e)).await),
         };
-        let answer = match peer::answer(&pc, &mut events, offer, &settings.webrtc.nat_1to1_ip).await
-        {
+        let nat_1to1_ip = &settings.webrtc.nat_1to1_ip;
+        let answer = match peer::answer(&pc, &mut events, offer, &plan, nat_1to1_ip).await {
             Ok(answer) => answer,
             Err(e) => return Err(close_with(&pc, e.into()).await),
         };
@@ -211,6 +223,7 @@ impl Hub {
                 let session = Session {
                     pc: pc.clone(),
                     stop: stop.clone(),
+                    state: events.state(),
                 };
                 sessions.viewers.insert(id.clone(), session);
             }
@@ -239,14 +252,15 @@ impl Hub {
             return Err(HubError::NotWebrtcInput(settings.input.uri.clone()));
         }
         let offer = peer::parse_offer(offer)?;
+        let plan = offer::check(&offer.sdp, Role::Publisher)?;
         let (pc, mut events) = peer::build(&settings.webrtc, Some(&offer))
             .await
             .map_err(failed)?;
         if let Err(e) = whip::receive_video(&pc).await {
             return Err(close_with(&pc, failed(e)).await);
         }
-        let answer = match peer::answer(&pc, &mut events, offer, &settings.webrtc.nat_1to1_ip).await
-        {
+        let nat_1to1_ip = &settings.webrtc.nat_1to1_ip;
+        let answer = match peer::answer(&pc, &mut events, offer, &plan, nat_1to1_ip).await {
             Ok(answer) => answer,
             Err(e) => return Err(close_with(&pc, e.into()).await),
         };
@@ -255,6 +269,7 @@ impl Hub {
         let session = Session {
             pc: pc.clone(),
             stop: stop.clone(),
+            state: events.state(),
         };
         if let Some((old, session)) = self.sessions().publisher.replace((id.clone(), session)) {
             tracing::info!(session = %old, "WHIP publisher replaced");
@@ -311,10 +326,18 @@ impl Hub {
         tracing::info!(session = %id, ?role, "WebRTC session ended");
     }
 
-    /// Viewer sessions, and whether a publisher is connected.
-    pub fn counts(&self) -> (usize, bool) {
+    /// The publisher's connection state, if there is a publisher.
+    fn publisher_state(&self) -> Option<RTCPeerConnectionState> {
         let sessions = self.sessions();
-        (sessions.viewers.len(), sessions.publisher.is_some())
+        sessions.publisher.as_ref().map(|(_, s)| *s.state.borrow())
+    }
+
+    /// Viewer sessions, and whether a publisher is connected now (not merely not yet timed
+    /// out: one that vanished without DELETE is `disconnected` within seconds).
+    pub fn counts(&self) -> (usize, bool) {
+        let viewers = self.sessions().viewers.len();
+        let connected = self.publisher_state() == Some(RTCPeerConnectionState::Connected);
+        (viewers, connected)
     }
 
     /// For `/api/v1/status`.
@@ -324,6 +347,7 @@ impl Hub {
             "viewers": viewers,
             "receiving": self.output.watchers(),
             "publisher": publisher,
+            "publisher_state": self.publisher_state().map(|state| state.to_string()),
             "latency": self.output.latency(),
         })
     }

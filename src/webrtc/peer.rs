@@ -2,9 +2,13 @@
 //! candidates on the configured addresses (STUN only when configured), keyframe requests
 //! passed up to the application, and its events turned into channels a task can wait on.
 
+use super::offer::Plan;
 use crate::settings::typed::Webrtc;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_G722, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU,
+};
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -22,11 +26,20 @@ use webrtc::peer_connection::{
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
+use webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
 
 /// How long the answer waits for host candidates (they take milliseconds; STUN takes longer).
 const GATHER_LIMIT: Duration = Duration::from_secs(3);
 /// A peer not connected by then is given up (ICE's own failure comes later).
 const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+/// ICE consent (RFC 7675): visiond checks every second; a peer heard from by no STUN check
+/// or answer for 7 s is `disconnected` (it may come back), and after 5 s more `failed` and
+/// its session ended. webrtc-rs's defaults (5 s, then 25 s) kept a vanished publisher's slot
+/// for half a minute; under 7 s, peers that only send their own checks every 4-6 s (as the
+/// RFC has them: ffmpeg does) flap between connected and disconnected.
+const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
+const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(7);
+const ICE_FAILED_AFTER: Duration = Duration::from_secs(5);
 /// Past the default interceptors, so they have seen inbound RTCP before it is narrowed.
 const KEYFRAME_REQUESTS_SLOT: usize = 14_000;
 
@@ -36,7 +49,7 @@ pub fn h264() -> RTCRtpCodec {
         parameter: parameter.to_owned(),
     };
     RTCRtpCodec {
-        mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_H264.to_owned(),
+        mime_type: MIME_TYPE_H264.to_owned(),
         clock_rate: 90_000,
         channels: 0,
         sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
@@ -57,6 +70,11 @@ pub struct Events {
 }
 
 impl Events {
+    /// The connection's state, to read while another task waits on these events.
+    pub fn state(&self) -> watch::Receiver<RTCPeerConnectionState> {
+        self.state.clone()
+    }
+
     /// Waits until the peer is connected; false when it failed, closed or took too long.
     pub async fn connected(&mut self) -> bool {
         let wait = self.state.wait_for(|s| {
@@ -130,6 +148,28 @@ pub async fn build(
         },
         RtpCodecKind::Video,
     )?;
+    // Audio sections are answered (inactive, in the bundle) rather than rejected: a player
+    // whose first section is audio makes it the BUNDLE tag and needs it answered there.
+    for (mime_type, clock_rate, channels, payload_type) in [
+        (MIME_TYPE_OPUS, 48_000, 2, 111),
+        (MIME_TYPE_G722, 8_000, 0, 9),
+        (MIME_TYPE_PCMU, 8_000, 0, 0),
+        (MIME_TYPE_PCMA, 8_000, 0, 8),
+    ] {
+        let rtp_codec = RTCRtpCodec {
+            mime_type: mime_type.to_owned(),
+            clock_rate,
+            channels,
+            ..Default::default()
+        };
+        media.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec,
+                payload_type,
+            },
+            RtpCodecKind::Audio,
+        )?;
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
         Slot::from(KEYFRAME_REQUESTS_SLOT),
         KeyframeRequests::default(),
@@ -148,9 +188,15 @@ pub async fn build(
         .build();
     // Remote mDNS names are not resolved: browsers' checks reach our real addresses anyway,
     // and no multicast socket is opened per peer.
+    let role = offer.map_or(RTCDtlsRole::Auto, |o| answering_role(&o.sdp));
     let engine = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .with_answering_dtls_role(offer.map_or(RTCDtlsRole::Auto, |o| answering_role(&o.sdp)));
+        .with_ice_timeouts(
+            Some(ICE_DISCONNECTED_AFTER),
+            Some(ICE_FAILED_AFTER),
+            Some(ICE_KEEPALIVE),
+        )
+        .with_answering_dtls_role(role);
     let addresses: Vec<String> = if settings.ice_hosts.is_empty() {
         vec!["0.0.0.0:0".to_owned()] // one socket per interface, loopback left out
     } else {
@@ -228,16 +274,26 @@ pub fn parse_offer(sdp: String) -> Result<RTCSessionDescription, OfferError> {
 }
 
 /// Applies the remote offer and returns the complete answer, candidates included (WHIP and
-/// WHEP clients may not trickle). With `nat_1to1_ip` set, host candidates announce that
-/// address instead of the machine's own.
+/// WHEP clients may not trickle). The sections `plan` does not serve are answered inactive.
+/// With `nat_1to1_ip` set, host candidates announce that address instead of the machine's own.
 pub async fn answer(
     pc: &Arc<dyn PeerConnection>,
     events: &mut Events,
     offer: RTCSessionDescription,
+    plan: &Plan,
     nat_1to1_ip: &str,
 ) -> Result<String, OfferError> {
     let refused = |e: webrtc::error::Error| OfferError::Refused(e.to_string());
     pc.set_remote_description(offer).await.map_err(refused)?;
+    for transceiver in pc.get_transceivers().await {
+        let mid = transceiver.mid().await.ok().flatten();
+        if mid.is_some_and(|mid| plan.other_mids.contains(&mid)) {
+            transceiver
+                .set_direction(RTCRtpTransceiverDirection::Inactive)
+                .await
+                .map_err(refused)?;
+        }
+    }
     let answer = pc.create_answer(None).await.map_err(refused)?;
     pc.set_local_description(answer).await.map_err(refused)?;
     events.gathered().await;

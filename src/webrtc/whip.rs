@@ -35,8 +35,15 @@ pub async fn receive_video(pc: &Arc<dyn PeerConnection>) -> anyhow::Result<()> {
 
 /// Receives until the publisher's track ends or the peer goes away.
 pub async fn run(shared: &Arc<Shared>, events: &mut Events) {
-    let Some(track) = events.tracks.recv().await else {
-        return;
+    // Only the video track: an audio section the offer had is answered inactive, and any
+    // track it still brings is not read.
+    let track = loop {
+        let Some(track) = events.tracks.recv().await else {
+            return;
+        };
+        if track.kind().await == RtpCodecKind::Video {
+            break track;
+        }
     };
     let _publishing = shared.ingest.publisher();
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
