@@ -200,8 +200,17 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
     let assets = warp::path!("static" / String)
         .and(warp::get())
         .map(|name: String| page::asset(&name));
-    // Preflights need no token: browsers send none with them.
-    let preflight = warp::options()
+    // Preflights need no token: browsers send none with them. Other methods are "not
+    // found" here, not "method not allowed": every path would answer 405 otherwise.
+    let preflight = warp::method()
+        .and_then(|method: warp::http::Method| async move {
+            if method == warp::http::Method::OPTIONS {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(with_ctx.clone())
