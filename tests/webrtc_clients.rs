@@ -5,21 +5,10 @@
 
 mod common;
 
-use common::{ice_on_machine_address, small_input, with_input, Server};
+use common::{client_report, ice_on_machine_address, small_input, vendored, with_input, Server};
 use serde_json::Value as Json;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn vendored(path: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
-    assert!(
-        path.exists(),
-        "{} is missing: run tools/setup",
-        path.display()
-    );
-    path
-}
 
 /// ffmpeg publishing its moving test picture (320x240, 30 FPS, H.264 Constrained Baseline)
 /// to visiond's `/whip` for `seconds`.
@@ -98,22 +87,13 @@ fn werift_watches_by_whep_from_a_keyframe() {
         |t| small_input(ice_on_machine_address(with_input(t, "test"))),
         &[],
     );
-    let werift = vendored("vendor/werift");
-    let output = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(vendored("tests/support/werift_viewer.mjs"))
         .arg(server.url(""))
         .arg("5")
-        .env("WERIFT_DIR", &werift)
-        .output()
-        .expect("run node (tools/setup installs it)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "werift viewer failed:\n{}\nvisiond log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log_text()
-    );
-    let report: Json = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}"));
+        .env("WERIFT_DIR", vendored("vendor/werift"));
+    let report = client_report(&server, &mut command, "the werift viewer (node)");
     assert_eq!(report["state"], "connected", "{report}");
     // 15 frames a second for 5 s, less the connection's setup.
     assert!(report["units"].as_u64().unwrap() > 30, "{report}");

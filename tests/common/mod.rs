@@ -387,23 +387,35 @@ pub fn small_input(text: String) -> String {
 /// Runs the independent WebRTC client (tests/webrtc_client.py on aiortc, from the venv that
 /// tools/setup makes) against `server`; returns the JSON it prints.
 pub fn aiortc(server: &Server, args: &[&str]) -> serde_json::Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("vendor/aiortc/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run tools/setup",
-        python.display()
-    );
-    let output = Command::new(python)
-        .arg(root.join("tests/webrtc_client.py"))
+    let mut command = Command::new(vendored("vendor/aiortc/bin/python"));
+    command
+        .arg(vendored("tests/webrtc_client.py"))
         .arg(server.url(""))
-        .args(args)
+        .args(args);
+    client_report(server, &mut command, &format!("aiortc client {args:?}"))
+}
+
+/// A file of the checkout that tools/setup puts there (or the repository has).
+pub fn vendored(path: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
+    assert!(
+        path.exists(),
+        "{} is missing: run tools/setup",
+        path.display()
+    );
+    path
+}
+
+/// Runs an independent WebRTC client against `server` and returns the JSON report it
+/// prints; its failure shows its errors and visiond's log.
+pub fn client_report(server: &Server, command: &mut Command, what: &str) -> serde_json::Value {
+    let output = command
         .output()
-        .expect("run the aiortc client");
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "aiortc client {args:?} failed:\n{}\nvisiond log:\n{}",
+        "{what} failed:\n{}\nvisiond log:\n{}",
         String::from_utf8_lossy(&output.stderr),
         server.log_text()
     );
