@@ -26,7 +26,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
@@ -273,11 +273,16 @@ pub fn routes(ctx: Arc<Context>) -> BoxedFilter<(Response,)> {
         .recover(error::recover)
         .unify()
         .map(Reply::into_response);
-    warp::header::headers_cloned()
+    // Only the Origin header is taken (not a copy of every header): this is on every request.
+    let origin = warp::header::optional::<HeaderValue>("origin")
+        .or(warp::any().map(|| None))
+        .unify();
+    origin
         .and(with_ctx)
         .and(served)
-        .map(|headers: HeaderMap, ctx: Arc<Context>, response: Response| {
-            cors::decorate(response, &headers, &ctx.store.settings().server.allowed_origins)
+        .map(|origin: Option<HeaderValue>, ctx: Arc<Context>, response: Response| {
+            let listed = &ctx.store.settings().server.allowed_origins;
+            cors::decorate(response, origin.as_ref(), listed)
         })
         .with(warp::log::custom(|info| {
             tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
