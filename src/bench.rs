@@ -5,6 +5,8 @@
 //! drawing).
 //! `visiond bench --webrtc` measures the WebRTC path instead (see `webrtc`).
 
+#[cfg(feature = "gpu")]
+mod preprocess;
 pub mod reload;
 pub mod webrtc;
 
@@ -88,7 +90,21 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         );
         engine_ms.insert(entry.name.clone(), chosen.ok());
     }
-    pipeline_rate(&catalog, options, &engine_ms)
+    let on_gpu = matches!(options.backend, Backend::Cuda | Backend::TensorRt);
+    #[cfg(feature = "gpu")]
+    if on_gpu {
+        let device = settings_for(options.backend, options).engine.gpu_device as usize;
+        let loader = measured_loader.as_ref();
+        if let Err(e) = preprocess::compare(&catalog, loader, device, options.iterations) {
+            println!("\nPre-processing on the GPU: not measured: {e:#}");
+        }
+    }
+    pipeline_rate(&catalog, options, &engine_ms, true)?;
+    if on_gpu {
+        // The same with every model's pre-processing on the CPU, each input copied up.
+        pipeline_rate(&catalog, options, &engine_ms, false)?;
+    }
+    Ok(())
 }
 
 /// The defaults with every model on and `[engine]` set to `backend` and the bench's threads.
@@ -233,8 +249,10 @@ fn pipeline_rate(
     catalog: &Catalog,
     options: &Options,
     engine_ms: &EngineTimes,
+    frame_on_gpu: bool,
 ) -> anyhow::Result<()> {
-    let settings = settings_for(options.backend, options);
+    let mut settings = settings_for(options.backend, options);
+    settings.engine.frame_on_gpu = frame_on_gpu;
     let (loader, choice) = crate::engine::choose(&settings.engine);
     let stopwatch = Stopwatch::default();
     let timed_loader = stopwatch.wrap(loader);
@@ -299,8 +317,9 @@ fn pipeline_rate(
             *engine_ms.get(network)?
         })
         .sum();
+    let (inputs_on_gpu, engines) = stopwatch.inputs_on_gpu();
     println!(
-        "\nWhole pipeline at 1280x720, {} ({} threads), {} frames after {warm_up} to fill the windows; models: {}",
+        "\nWhole pipeline at 1280x720, {} ({} threads, engine.frame_on_gpu = {frame_on_gpu}: {inputs_on_gpu} of {engines} networks take their input on the GPU), {} frames after {warm_up} to fill the windows; models: {}",
         choice.backend,
         options.threads,
         frames.len(),
@@ -324,31 +343,49 @@ fn pipeline_rate(
     Ok(())
 }
 
-/// Time spent inside `Engine::run`, over every engine a loader made.
+/// Time spent inside `Engine::run`, over every engine a loader made, and which of those
+/// engines take their input on the GPU.
 #[derive(Clone, Default)]
-struct Stopwatch(Arc<AtomicU64>);
+struct Stopwatch {
+    nanoseconds: Arc<AtomicU64>,
+    placements: Arc<std::sync::Mutex<Vec<crate::engine::Placement>>>,
+}
 
 impl Stopwatch {
     fn wrap(&self, loader: Arc<Loader>) -> Arc<Loader> {
         let stopwatch = self.clone();
         Arc::new(move |path: &Path, input: &ModelInput| {
+            let engine = loader(path, input)?;
+            stopwatch
+                .placements
+                .lock()
+                .unwrap()
+                .push(engine.placement());
             Ok(Box::new(Timed {
-                engine: loader(path, input)?,
+                engine,
                 stopwatch: stopwatch.clone(),
             }) as Box<dyn Engine>)
         })
     }
 
     fn add(&self, spent: std::time::Duration) {
-        self.0.fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+        self.nanoseconds
+            .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn reset(&self) {
-        self.0.store(0, Ordering::Relaxed);
+        self.nanoseconds.store(0, Ordering::Relaxed);
     }
 
     fn ms(&self) -> f64 {
-        self.0.load(Ordering::Relaxed) as f64 / 1e6
+        self.nanoseconds.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// (engines whose input is on the GPU, engines).
+    fn inputs_on_gpu(&self) -> (usize, usize) {
+        let placements = self.placements.lock().unwrap();
+        let on_gpu = placements.iter().filter(|p| p.input_on_gpu).count();
+        (on_gpu, placements.len())
     }
 }
 
@@ -361,6 +398,18 @@ impl Engine for Timed {
     fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>> {
         let start = Instant::now();
         let outputs = self.engine.run(input);
+        self.stopwatch.add(start.elapsed());
+        outputs
+    }
+
+    /// Timed from the fill: the input's pre-processing on the GPU queues with inference.
+    #[cfg(feature = "gpu")]
+    fn run_filled(
+        &mut self,
+        fill: &mut crate::engine::Fill<'_>,
+    ) -> Option<anyhow::Result<Vec<Tensor>>> {
+        let start = Instant::now();
+        let outputs = self.engine.run_filled(fill);
         self.stopwatch.add(start.elapsed());
         outputs
     }

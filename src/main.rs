@@ -3,6 +3,8 @@
 mod app;
 mod bench;
 mod engine;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod infer;
 mod logging;
 mod media;

@@ -363,3 +363,57 @@ fn the_openapi_patch_body_is_the_settings_tree_with_nulls() {
     assert_eq!(threshold["type"], json!("number"));
     assert_eq!(threshold["nullable"], json!(true));
 }
+
+#[test]
+fn requests_over_the_rate_limit_wait_their_turn_or_get_429_and_the_limit_is_live() {
+    let server = Server::start_with(
+        |t| t.replace("max_request_rate = 2000", "max_request_rate = 1"),
+        &[],
+    );
+    let get_status = "GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let at_once = |count: usize| -> Vec<(u16, String, Vec<u8>)> {
+        std::thread::scope(|scope| {
+            let answers: Vec<_> = (0..count)
+                .map(|_| scope.spawn(|| raw(&server, get_status)))
+                .collect();
+            answers.into_iter().map(|a| a.join().unwrap()).collect()
+        })
+    };
+    // At 1 a second, a burst of 64 is served at once and one more waits its second; far
+    // more than that at once and the queue would hold them over a second: those get 429.
+    let answers = at_once(100);
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, ..)| *status == 429)
+        .collect();
+    assert!(
+        answers
+            .iter()
+            .all(|(status, ..)| *status == 200 || *status == 429),
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert!(!refused.is_empty(), "100 requests at once, none refused");
+    let (_, head, body) = refused[0];
+    assert_eq!(header(head, "retry-after"), Some("1"), "{head}");
+    assert!(json_error(body).contains("max_request_rate"), "{head}");
+
+    // Raised live (the write itself waits its turn like any request).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = server.put("/api/v1/config/server/max_request_rate", "0");
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429, "{body}");
+        assert!(Instant::now() < deadline, "the write never got its turn");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answers = at_once(200);
+    assert!(
+        answers.iter().all(|(status, ..)| *status == 200),
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert!(server.file().contains("max_request_rate = 0"));
+}

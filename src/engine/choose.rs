@@ -67,15 +67,18 @@ impl Backend {
 
     fn loader(self, settings: &EngineSettings, threads: usize) -> Arc<Loader> {
         let library = settings.onnxruntime_lib.clone();
+        let on_gpu = onnxruntime::InputOnGpu {
+            input: settings.frame_on_gpu,
+            cuda_graph: settings.frame_on_gpu && settings.cuda_graphs,
+        };
         match self.provider(settings) {
             None => Arc::new(move |path: &Path, input: &ModelInput| {
                 Ok(Box::new(TractEngine::load(path, input, threads)?) as Box<dyn Engine>)
             }),
             Some(provider) => Arc::new(move |path: &Path, input: &ModelInput| {
-                Ok(
-                    Box::new(OrtEngine::load(path, input, threads, &library, &provider)?)
-                        as Box<dyn Engine>,
-                )
+                Ok(Box::new(OrtEngine::load(
+                    path, input, threads, &library, &provider, on_gpu,
+                )?) as Box<dyn Engine>)
             }),
         }
     }
@@ -177,6 +180,11 @@ struct FellBack {
 impl Engine for FellBack {
     fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>> {
         self.engine.run(input)
+    }
+
+    #[cfg(feature = "gpu")]
+    fn run_filled(&mut self, fill: &mut super::Fill<'_>) -> Option<anyhow::Result<Vec<Tensor>>> {
+        self.engine.run_filled(fill)
     }
 
     fn placement(&self) -> Placement {

@@ -61,10 +61,23 @@ pub enum DType {
     I32,
 }
 
+/// Writes a model's input in place on the GPU: given the GPU, the input tensor's device
+/// address and the session's stream, queues the work that fills it.
+#[cfg(feature = "gpu")]
+pub type Fill<'a> =
+    dyn FnMut(&crate::gpu::Gpu, u64, &cudarc::driver::CudaStream) -> anyhow::Result<()> + 'a;
+
 /// A loaded model, ready to run. One per task; used from the pipeline thread only.
 pub trait Engine: Send {
     /// Runs the model on one input; returns the outputs in `ModelInput::outputs` order.
     fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>>;
+    /// Runs the model on an input that `fill` writes on the GPU, where the model reads it
+    /// in place; `None` when this engine takes no device input (the caller then passes a
+    /// host tensor to `run`).
+    #[cfg(feature = "gpu")]
+    fn run_filled(&mut self, _fill: &mut Fill<'_>) -> Option<anyhow::Result<Vec<Tensor>>> {
+        None
+    }
     /// Where the model's graph runs, for `/api/v1/status` and `/metrics`.
     fn placement(&self) -> Placement;
 }
@@ -81,6 +94,9 @@ pub struct Placement {
     pub nodes: usize,
     /// Why the model is not on the backend `auto` chose (its session would not start there).
     pub fallback: Option<String>,
+    /// Whether its input is written on the GPU, where the model reads it in place (the frame
+    /// goes up once; `engine.frame_on_gpu`), rather than copied up from a host tensor.
+    pub input_on_gpu: bool,
 }
 
 impl Placement {
@@ -102,6 +118,7 @@ impl Placement {
             cpu_nodes: placements.iter().map(|p| p.cpu_nodes).sum(),
             nodes: placements.iter().map(|p| p.nodes).sum(),
             fallback: (!fallbacks.is_empty()).then(|| fallbacks.join("; ")),
+            input_on_gpu: placements.iter().all(|p| p.input_on_gpu),
         }
     }
 }

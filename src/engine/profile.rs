@@ -32,7 +32,7 @@ pub fn placement(profile: &str) -> anyhow::Result<Placement> {
         cpu_nodes: if provider == "cpu" { 0 } else { count("cpu") },
         nodes: nodes.values().map(BTreeSet::len).sum(),
         provider,
-        fallback: None,
+        ..Placement::default()
     })
 }
 
@@ -72,7 +72,7 @@ mod tests {
                 provider: "cuda".into(),
                 cpu_nodes: 1,
                 nodes: 3,
-                fallback: None
+                ..Placement::default()
             }
         );
     }

@@ -12,6 +12,10 @@ pub struct Frame {
     pub rgb: Vec<u8>,
     /// When its data reached visiond from the network (WHIP), for the latency figures.
     pub received: Option<Instant>,
+    /// The same pixels on the GPU, once a model asked for them there. Models run before
+    /// anything draws on a frame; whatever changes `rgb` after that calls `forget_gpu_copy`.
+    #[cfg(feature = "gpu")]
+    device: crate::gpu::frame::DeviceCopy,
 }
 
 impl std::fmt::Debug for Frame {
@@ -28,6 +32,8 @@ impl Frame {
             height,
             rgb: vec![0; width as usize * height as usize * 3],
             received: None,
+            #[cfg(feature = "gpu")]
+            device: Default::default(),
         }
     }
 
@@ -42,6 +48,8 @@ impl Frame {
             height,
             rgb,
             received: None,
+            #[cfg(feature = "gpu")]
+            device: Default::default(),
         })
     }
 
@@ -55,6 +63,8 @@ impl Frame {
             height: rgb.height(),
             rgb: rgb.into_raw(),
             received: None,
+            #[cfg(feature = "gpu")]
+            device: Default::default(),
         })
     }
 
@@ -70,8 +80,24 @@ impl Frame {
         .with_context(|| format!("cannot write picture {}", path.display()))
     }
 
+    /// The pixels on `gpu`, uploaded at the first call (models side by side share it).
+    #[cfg(feature = "gpu")]
+    pub fn on_gpu(
+        &self,
+        gpu: &crate::gpu::Gpu,
+    ) -> anyhow::Result<std::sync::Arc<crate::gpu::frame::OnGpu>> {
+        self.device.get(gpu, self.width, self.height, &self.rgb)
+    }
+
+    /// Drops the GPU copy, if any: the pixels are about to change.
+    pub fn forget_gpu_copy(&mut self) {
+        #[cfg(feature = "gpu")]
+        self.device.forget();
+    }
+
     /// The frame turned as `[input] flip` says: none | horizontal | vertical | rotate-180.
     pub fn flipped(mut self, flip: &str) -> Frame {
+        self.forget_gpu_copy();
         let (width, height) = (self.width as usize, self.height as usize);
         let row = width * 3;
         if matches!(flip, "horizontal" | "rotate-180") {

@@ -227,6 +227,7 @@ impl Models {
 
     /// Draws every task's last result, in `vision::DRAW_ORDER`.
     pub fn draw(&self, frame: &mut crate::media::Frame, settings: &Settings) {
+        frame.forget_gpu_copy();
         for section in vision::DRAW_ORDER {
             if let Some(Some((_, task))) = self
                 .slots

@@ -31,6 +31,7 @@ pub struct Server {
     pub auth_viewers: bool,
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
+    pub max_request_rate: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +64,8 @@ pub struct Engine {
     pub threads: u32,
     pub onnxruntime_lib: String,
     pub gpu_device: u32,
+    pub frame_on_gpu: bool,
+    pub cuda_graphs: bool,
     pub fp16: bool,
     pub cache_dir: String,
 }

@@ -70,7 +70,7 @@ struct Background {
 
 impl Task for Background {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
-        let outputs = self.engine.run(&self.input.tensor(frame))?;
+        let outputs = self.input.run(&mut *self.engine, frame)?;
         let output = outputs.first().context("the model gave no output")?;
         let mut grid = mask::probability_grid(output)?;
         if self.min_max {

@@ -90,7 +90,7 @@ impl Classifier {
 
 impl Task for Classifier {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
-        let outputs = self.engine.run(&self.input.tensor(frame))?;
+        let outputs = self.input.run(&mut *self.engine, frame)?;
         let logits = outputs
             .first()
             .ok_or_else(|| anyhow::anyhow!("the classifier gave no output"))?;

@@ -325,7 +325,7 @@ fn nms(mut found: Vec<Detection>, threshold: f32) -> Vec<Detection> {
 impl Task for Detector {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
         let settings = &settings.detection;
-        let outputs = self.engine.run(&self.input.tensor(frame))?;
+        let outputs = self.input.run(&mut *self.engine, frame)?;
         let found = self.decoder.decode(
             &outputs,
             &self.input,

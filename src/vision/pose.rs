@@ -54,7 +54,7 @@ impl MoveNet {
 
 impl Task for MoveNet {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
-        let outputs = self.engine.run(&self.input.tensor(frame))?;
+        let outputs = self.input.run(&mut *self.engine, frame)?;
         let output = outputs.first().context("MoveNet gave no output")?;
         let region = self.input.region((frame.width, frame.height));
         self.poses = decode(output, region, settings.pose.confidence_threshold)?;

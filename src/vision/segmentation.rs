@@ -331,7 +331,7 @@ impl Segmentation {
 
 impl Task for Segmentation {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
-        let outputs = self.engine.run(&self.input.tensor(frame))?;
+        let outputs = self.input.run(&mut *self.engine, frame)?;
         let output = outputs.first().context("the model gave no output")?;
         // The output's layout follows the input's (TensorFlow models are NHWC throughout).
         let scores = Scores::of(output, self.input.layout)?;

@@ -175,7 +175,7 @@ pub fn build(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Box<dy
 
 impl Task for TrtPose {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
-        let outputs = self.engine.run(&self.input.tensor(frame))?;
+        let outputs = self.input.run(&mut *self.engine, frame)?;
         let [cmap, paf] = outputs.as_slice() else {
             anyhow::bail!("expected 2 outputs (cmap, paf), got {}", outputs.len());
         };

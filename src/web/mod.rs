@@ -8,6 +8,7 @@ mod host;
 mod methods;
 mod metrics;
 mod openapi;
+mod pacer;
 mod page;
 mod parse_errors;
 mod rest;
@@ -79,7 +80,9 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     ready(&format!("{scheme}://{}/", listener.local_addr()?));
-    serve::run(listener, tls, warp::service(routes(ctx)), shutdown).await;
+    let store = ctx.store.clone();
+    let rate = Box::new(move || store.settings().server.max_request_rate);
+    serve::run(listener, tls, warp::service(routes(ctx)), rate, shutdown).await;
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! configured, and a stop that does not wait on streams that never end.
 
 use super::connections::{Admitted, Registry, Tracked};
+use super::error::ApiError;
 use super::methods;
+use super::pacer::{Pacer, Turn};
 use super::parse_errors::JsonParseErrors;
 use hyper::server::conn::Http;
 use hyper::service::Service;
@@ -28,11 +30,15 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 /// How often idle connections are looked for.
 const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
-/// Serves `routes` on `listener` until `shutdown` resolves.
+/// Requests a second to serve at most (`server.max_request_rate`), read at each request.
+pub type Rate = dyn Fn() -> u32 + Send + Sync;
+
+/// Serves `routes` on `listener` until `shutdown` resolves, at most `rate` requests a second.
 pub async fn run<S>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     routes: S,
+    rate: Box<Rate>,
     shutdown: impl Future<Output = ()>,
 ) where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -43,6 +49,10 @@ pub async fn run<S>(
     let mut http = Http::new();
     http.http1_header_read_timeout(HEADER_READ_TIMEOUT);
     let http = Arc::new(http);
+    let pace = Arc::new(Pace {
+        pacer: Pacer::default(),
+        rate,
+    });
     let (stop, stopping) = watch::channel(());
     let mut tasks = JoinSet::new();
     let mut sweep = tokio::time::interval(SWEEP_PERIOD);
@@ -76,6 +86,7 @@ pub async fn run<S>(
                     admitted,
                     http.clone(),
                     routes.clone(),
+                    pace.clone(),
                     stopping.clone(),
                 ));
             }
@@ -94,6 +105,7 @@ async fn connection<S>(
     admitted: Admitted,
     http: Arc<Http>,
     routes: S,
+    pace: Arc<Pace>,
     stopping: watch::Receiver<()>,
 ) where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -107,8 +119,17 @@ async fn connection<S>(
     let service = hyper::service::service_fn(move |request| {
         let busy = connection.busy();
         let mut routes = routes.clone();
+        let pace = pace.clone();
         async move {
-            let response = methods::call(&mut routes, request).await;
+            let response = match pace.turn() {
+                Turn::After(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    methods::call(&mut routes, request).await
+                }
+                Turn::Refuse(after) => too_many_requests(after),
+            };
             Ok::<_, Infallible>(response.map(|body| busy.over(body)))
         }
     });
@@ -126,6 +147,33 @@ async fn connection<S>(
             }
         }
     }
+}
+
+/// The request pacer and the rate it keeps to.
+struct Pace {
+    pacer: Pacer,
+    rate: Box<Rate>,
+}
+
+impl Pace {
+    fn turn(&self) -> Turn {
+        self.pacer.turn((self.rate)(), std::time::Instant::now())
+    }
+}
+
+/// 429 with `Retry-After` (whole seconds, rounded up) for a request the pacer refused.
+fn too_many_requests(after: Duration) -> Response {
+    use warp::Reply;
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    let mut response = ApiError::new(
+        warp::http::StatusCode::TOO_MANY_REQUESTS,
+        "too many requests: over server.max_request_rate",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(warp::http::header::RETRY_AFTER, seconds.into());
+    response
 }
 
 /// Runs one connection until it ends, the registry closes it, or the server stops.

@@ -9,6 +9,9 @@ use ort::session::builder::SessionBuilder;
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 use std::path::{Path, PathBuf};
+
+#[cfg(feature = "gpu")]
+mod device;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -61,16 +64,36 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The CUDA device of a GPU provider.
+    fn gpu_device(&self) -> Option<i32> {
+        match self {
+            Provider::Cpu => None,
+            Provider::Cuda { device } | Provider::TensorRt { device, .. } => Some(*device),
+        }
+    }
+
     /// Registers the provider on a session; ONNX Runtime's own error when it cannot start
     /// (its library, CUDA's or TensorRT's missing), never a quiet fall back to the CPU.
-    fn register(&self, builder: &mut SessionBuilder) -> anyhow::Result<()> {
+    /// `on_device`: the input is on the GPU (see `OnDevice`); none: the provider's defaults.
+    fn register(
+        &self,
+        builder: &mut SessionBuilder,
+        on_device: Option<OnDevice>,
+    ) -> anyhow::Result<()> {
         // Full fp32, as on the CPU: TensorFloat-32 convolutions are the suspected cause of
         // MoveNet Lightning's keypoints landing 4.8 px from the CPU's (docs/gpu.md; not yet
         // re-run without). Half precision is TensorRT's, by choice (`fp16`).
         let cuda = |device| {
-            ort::ep::CUDA::default()
+            let cuda = ort::ep::CUDA::default()
                 .with_device_id(device)
-                .with_tf32(false)
+                .with_tf32(false);
+            match on_device {
+                // SAFETY: the caller keeps the stream alive for as long as the session.
+                Some(on) => {
+                    unsafe { cuda.with_compute_stream(on.stream) }.with_cuda_graph(on.graph)
+                }
+                None => cuda,
+            }
         };
         match self {
             Provider::Cpu => Ok(()),
@@ -101,11 +124,21 @@ impl Provider {
     }
 }
 
+/// What a session whose input is on the GPU asks of the CUDA provider.
+#[derive(Clone, Copy)]
+struct OnDevice {
+    /// The CUDA stream the session computes on, where visiond's kernels queue its input; it
+    /// must outlive the session.
+    stream: *mut (),
+    /// Capture the session's run once and replay it as a CUDA graph.
+    graph: bool,
+}
+
 /// Loads the library and registers `provider` on a scratch session: whether it starts here.
 pub fn probe(library: &str, provider: &Provider) -> anyhow::Result<&'static Path> {
     let path = runtime(library)?;
     let mut builder = Session::builder(environment()?).map_err(|e| anyhow::anyhow!("{e}"))?;
-    provider.register(&mut builder)?;
+    provider.register(&mut builder, None)?;
     Ok(path)
 }
 
@@ -117,20 +150,32 @@ fn environment() -> anyhow::Result<&'static ort::environment::Environment> {
         .context("onnxruntime is not loaded")
 }
 
+/// Fields drop in this order: the device input before the session (its tensors go back to
+/// the session's allocator), the session before its stream.
 pub struct OrtEngine {
+    /// The input on the GPU, where visiond's kernels write it.
+    #[cfg(feature = "gpu")]
+    device_input: Option<device::Input>,
     session: Session,
     input: String,
     outputs: Vec<String>,
     placement: Placement,
+    /// The CUDA stream the session computes on, when its input is on the GPU.
+    #[cfg(feature = "gpu")]
+    _stream: Option<device::Stream>,
 }
 
 impl OrtEngine {
+    /// Loads `path` for `input` on `provider`. On a GPU provider, `on_gpu` says whether to
+    /// take the input on the device (`Engine::run_filled`) when a GPU is usable here, and
+    /// whether to replay the model as a CUDA graph then.
     pub fn load(
         path: &Path,
         input: &ModelInput,
         threads: usize,
         library: &str,
         provider: &Provider,
+        on_gpu: InputOnGpu,
     ) -> anyhow::Result<OrtEngine> {
         runtime(library)?;
         let environment = environment()?;
@@ -151,7 +196,21 @@ impl OrtEngine {
                 .with_intra_threads(threads)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        provider.register(&mut builder)?;
+        #[cfg(feature = "gpu")]
+        let stream = provider
+            .gpu_device()
+            .filter(|_| on_gpu.input)
+            .and_then(|device| device::Stream::new(device as usize));
+        #[cfg(feature = "gpu")]
+        let on_device = stream.as_ref().map(|stream| OnDevice {
+            stream: stream.raw(),
+            graph: on_gpu.cuda_graph,
+        });
+        #[cfg(not(feature = "gpu"))]
+        let on_device = None;
+        #[cfg(not(feature = "gpu"))]
+        let _ = on_gpu;
+        provider.register(&mut builder, on_device)?;
         let mut builder = builder
             .with_profiling(profile_prefix())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -183,11 +242,34 @@ impl OrtEngine {
             anyhow::bail!("the model has no output named {missing:?} (it has {available:?})");
         }
         let mut engine = OrtEngine {
+            #[cfg(feature = "gpu")]
+            device_input: None,
             session,
             input: input_name,
             outputs,
             placement: Placement::default(),
+            #[cfg(feature = "gpu")]
+            _stream: None,
         };
+        #[cfg(feature = "gpu")]
+        if let Some(stream) = stream {
+            let graph = on_gpu.cuda_graph;
+            let bound = device::Input::bind(
+                &engine.session,
+                &engine.input,
+                &engine.outputs,
+                input,
+                &stream,
+                graph,
+            );
+            engine._stream = Some(stream);
+            match bound {
+                Ok(bound) => engine.device_input = Some(bound),
+                // A graph replays fixed addresses only: without them the session cannot run.
+                Err(e) if graph => return Err(e.context("CUDA graph (engine.cuda_graphs)")),
+                Err(e) => tracing::warn!("{}: its input stays on the host: {e:#}", path.display()),
+            }
+        }
         engine.placement = engine.first_run(input)?;
         Ok(engine)
     }
@@ -196,6 +278,18 @@ impl OrtEngine {
     /// convolution search) happens here rather than on the first frame, and reads from the
     /// profile where each node ran.
     fn first_run(&mut self, input: &ModelInput) -> anyhow::Result<Placement> {
+        #[cfg(feature = "gpu")]
+        if let Some(device_input) = &self.device_input {
+            // The bound input holds zeros until a kernel fills it.
+            device_input
+                .run(&mut self.session, &mut |_, _, _| Ok(()))
+                .context("first run")?;
+            let placement = self.end_profiling()?;
+            return Ok(Placement {
+                input_on_gpu: true,
+                ..placement
+            });
+        }
         let count = input.shape.iter().product();
         let zeros = Tensor {
             shape: input.shape.clone(),
@@ -205,6 +299,11 @@ impl OrtEngine {
             },
         };
         self.run(&zeros).context("first run")?;
+        self.end_profiling()
+    }
+
+    /// Where each node ran, from the profile of the runs so far (the first).
+    fn end_profiling(&mut self) -> anyhow::Result<Placement> {
         let file = self
             .session
             .end_profiling()
@@ -236,35 +335,57 @@ impl Engine for OrtEngine {
         let outputs = self
             .session
             .run(ort::inputs![self.input.as_str() => value])?;
-        self.outputs
-            .iter()
-            .map(|name| {
-                let output = &outputs[name.as_str()];
-                let is_i32 = matches!(
-                    output.dtype(),
-                    ValueType::Tensor {
-                        ty: ort::value::TensorElementType::Int32,
-                        ..
-                    }
-                );
-                let (shape, data) = if is_i32 {
-                    let (shape, data) = output.try_extract_tensor::<i32>()?;
-                    (shape.to_vec(), TensorData::I32(data.to_vec()))
-                } else {
-                    let (shape, data) = output.try_extract_tensor::<f32>()?;
-                    (shape.to_vec(), TensorData::F32(data.to_vec()))
-                };
-                Ok(Tensor {
-                    shape: shape.iter().map(|&d| d as usize).collect(),
-                    data,
-                })
-            })
-            .collect()
+        host_tensors(&outputs, &self.outputs)
+    }
+
+    #[cfg(feature = "gpu")]
+    fn run_filled(&mut self, fill: &mut super::Fill<'_>) -> Option<anyhow::Result<Vec<Tensor>>> {
+        let device_input = self.device_input.as_ref()?;
+        Some(device_input.run(&mut self.session, fill))
     }
 
     fn placement(&self) -> Placement {
         self.placement.clone()
     }
+}
+
+/// What a session on a GPU provider does with its input (`[engine] frame_on_gpu`,
+/// `cuda_graphs`); nothing on the CPU.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InputOnGpu {
+    pub input: bool,
+    pub cuda_graph: bool,
+}
+
+/// The outputs `names`, copied out of ONNX Runtime's values.
+fn host_tensors(
+    outputs: &ort::session::SessionOutputs<'_>,
+    names: &[String],
+) -> anyhow::Result<Vec<Tensor>> {
+    names
+        .iter()
+        .map(|name| {
+            let output = &outputs[name.as_str()];
+            let is_i32 = matches!(
+                output.dtype(),
+                ValueType::Tensor {
+                    ty: ort::value::TensorElementType::Int32,
+                    ..
+                }
+            );
+            let (shape, data) = if is_i32 {
+                let (shape, data) = output.try_extract_tensor::<i32>()?;
+                (shape.to_vec(), TensorData::I32(data.to_vec()))
+            } else {
+                let (shape, data) = output.try_extract_tensor::<f32>()?;
+                (shape.to_vec(), TensorData::F32(data.to_vec()))
+            };
+            Ok(Tensor {
+                shape: shape.iter().map(|&d| d as usize).collect(),
+                data,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -284,7 +405,8 @@ mod tests {
             dtype: DType::I32,
             outputs: vec![],
         };
-        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu) else {
+        let on_gpu = InputOnGpu::default();
+        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu, on_gpu) else {
             panic!("libonnxruntime.so is missing: run tools/fetch-onnxruntime")
         };
         let placement = ort.placement();

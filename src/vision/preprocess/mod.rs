@@ -2,8 +2,11 @@
 //! padded or centre-cropped, as the model's authors did), resizing, and packing the pixels
 //! into a normalised tensor in the model's layout.
 
+#[cfg(feature = "gpu")]
+mod gpu;
+
 use super::catalog::Entry;
-use crate::engine::{DType, Tensor, TensorData};
+use crate::engine::{DType, Engine, Tensor, TensorData};
 use crate::media::Frame;
 use anyhow::Context as _;
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
@@ -318,6 +321,19 @@ impl InputSpec {
     /// The part of a frame of `size` (width, height) the input shows.
     pub fn region(&self, size: (u32, u32)) -> Region {
         Region(self.fit.region(size, (self.width, self.height)))
+    }
+
+    /// Runs `engine` on `frame` fitted to this input: written in place on the GPU where the
+    /// engine reads its input there, else through a host tensor.
+    pub fn run(&self, engine: &mut dyn Engine, frame: &Frame) -> anyhow::Result<Vec<Tensor>> {
+        #[cfg(feature = "gpu")]
+        if let Some(outputs) = engine.run_filled(&mut |gpu, input, stream| {
+            let on_gpu = frame.on_gpu(gpu)?;
+            self.fill_on_gpu(gpu, &on_gpu, input, stream)
+        }) {
+            return outputs;
+        }
+        engine.run(&self.tensor(frame))
     }
 
     /// The frame fitted to the input size, normalised.
