@@ -56,7 +56,6 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(yield_to_the_pipeline)
         .build()?;
     runtime.block_on(async {
         follow_log_level(&store, log_level);
@@ -80,21 +79,6 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
     let _ = encoder.join();
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Nice value of the web server's threads: a client polling the API as fast as it can
-/// gets what the pipeline leaves, instead of halving its frame rate (docs/benchmarks.md).
-const WEB_NICE: libc::c_int = 10;
-
-fn yield_to_the_pipeline() {
-    // SAFETY: plain system calls on this thread's own id. Linux nice values are per thread.
-    let lowered = unsafe {
-        let thread = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, WEB_NICE)
-    };
-    if lowered != 0 {
-        tracing::debug!("cannot lower the web threads' priority");
-    }
 }
 
 /// Waits for SIGTERM or SIGINT, reloading the file on each SIGHUP meanwhile.
