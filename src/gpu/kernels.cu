@@ -17,6 +17,9 @@ struct Fit {
     float mean[3], std[3];
 };
 
+// NVRTC compiles without the standard headers: the few helpers needed are defined here.
+__device__ int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
 // The bilinear (triangle) filter, support 1.
 __device__ float triangle(float x) {
     x = fabsf(x);
@@ -32,8 +35,8 @@ __device__ Taps taps(int i, int count, float from, float len, int size) {
     Taps t;
     t.width = fmaxf(scale, 1.0f);
     float centre = from + (i + 0.5f) * scale;
-    t.lo = max((int)floorf(centre - t.width), 0);
-    t.hi = min((int)ceilf(centre + t.width), size);
+    t.lo = clamp_int((int)floorf(centre - t.width), 0, size);
+    t.hi = clamp_int((int)ceilf(centre + t.width), 0, size);
     t.centre = centre - 0.5f;  // pixel j's weight: triangle((j - centre) / width)
     return t;
 }
@@ -57,7 +60,7 @@ extern "C" __global__ void fit_resize_pack(const Fit f) {
             float wy = triangle((j - ty.centre) / ty.width);
             if (wy == 0.0f) continue;
             weights_y += wy;
-            const unsigned char* row = frame + (size_t)j * f.frame_w * 3;
+            const unsigned char* row = frame + (unsigned long long)j * f.frame_w * 3;
             float r = 0.0f, g = 0.0f, b = 0.0f;
             for (int i = tx.lo; i < tx.hi; i++) {
                 float wx = triangle((i - tx.centre) / tx.width);
@@ -75,10 +78,10 @@ extern "C" __global__ void fit_resize_pack(const Fit f) {
         }
     }
     for (int c = 0; c < 3; c++) {
-        size_t at = f.nchw ? ((size_t)c * f.out_h + y) * f.out_w + x
-                           : ((size_t)y * f.out_w + x) * 3 + c;
+        unsigned long long at = f.nchw ? ((unsigned long long)c * f.out_h + y) * f.out_w + x
+                                       : ((unsigned long long)y * f.out_w + x) * 3 + c;
         if (f.is_i32) {
-            ((int*)f.out)[at] = min(max(__float2int_rn(rgb[c]), 0), 255);
+            ((int*)f.out)[at] = clamp_int(__float2int_rn(rgb[c]), 0, 255);
         } else {
             ((float*)f.out)[at] = (rgb[c] - f.mean[c]) / f.std[c];
         }

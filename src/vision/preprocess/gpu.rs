@@ -48,18 +48,37 @@ impl InputSpec {
         out: u64,
         stream: &CudaStream,
     ) -> anyhow::Result<()> {
-        let [x1, y1, x2, y2] = self.region((frame.width, frame.height)).0;
-        // The same spans the CPU path crops and pads by.
-        let (x_first, x_count, x_from, x_len) = axis(Span::inside(x1, x2, frame.width, self.width));
-        let (y_first, y_count, y_from, y_len) =
-            axis(Span::inside(y1, y2, frame.height, self.height));
         stream.wait(&frame.uploaded)?;
         let (pixels, _read) = frame.pixels.device_ptr(stream);
         let fit = Fit {
             frame: pixels,
             out,
-            frame_w: frame.width as i32,
-            frame_h: frame.height as i32,
+            ..self.fit_for(frame.width, frame.height)
+        };
+        let config = LaunchConfig {
+            grid_dim: (self.width.div_ceil(BLOCK), self.height.div_ceil(BLOCK), 1),
+            block_dim: (BLOCK, BLOCK, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `out` holds the whole input (the engine allocated it from this spec's
+        // shape and type) and `pixels` the whole frame; the kernel writes only inside both.
+        unsafe { stream.launch_builder(&gpu.fit).arg(&fit).launch(config) }?;
+        Ok(())
+    }
+}
+
+impl InputSpec {
+    /// The kernel's parameters for a frame of `width` x `height`, addresses left out.
+    fn fit_for(&self, width: u32, height: u32) -> Fit {
+        let [x1, y1, x2, y2] = self.region((width, height)).0;
+        // The same spans the CPU path crops and pads by.
+        let (x_first, x_count, x_from, x_len) = axis(Span::inside(x1, x2, width, self.width));
+        let (y_first, y_count, y_from, y_len) = axis(Span::inside(y1, y2, height, self.height));
+        Fit {
+            frame: 0,
+            out: 0,
+            frame_w: width as i32,
+            frame_h: height as i32,
             out_w: self.width as i32,
             out_h: self.height as i32,
             nchw: i32::from(self.layout == Layout::Nchw),
@@ -75,16 +94,7 @@ impl InputSpec {
             pad: f32::from(self.pad),
             mean: self.mean,
             std: self.std,
-        };
-        let config = LaunchConfig {
-            grid_dim: (self.width.div_ceil(BLOCK), self.height.div_ceil(BLOCK), 1),
-            block_dim: (BLOCK, BLOCK, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: `out` holds the whole input (the engine allocated it from this spec's
-        // shape and type) and `pixels` the whole frame; the kernel writes only inside both.
-        unsafe { stream.launch_builder(&gpu.fit).arg(&fit).launch(config) }?;
-        Ok(())
+        }
     }
 }
 
@@ -98,4 +108,112 @@ fn axis(span: Option<Span>) -> (i32, i32, f32, f32) {
             s.length as f32,
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::TensorData;
+    use crate::media::{images, Frame};
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    /// `kernels_on_cpu.cpp` built with the system's C++ compiler: the kernel's own source,
+    /// run on the CPU one output pixel at a time.
+    fn kernel_on_cpu(dir: &Path) -> PathBuf {
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/src/gpu/kernels_on_cpu.cpp");
+        let program = dir.join("kernels-on-cpu");
+        let built = Command::new("c++")
+            .args(["-O2", "-o"])
+            .arg(&program)
+            .arg(source)
+            .status()
+            .expect("a C++ compiler (c++)");
+        assert!(built.success(), "cannot build {source}");
+        program
+    }
+
+    /// The kernel's input for `frame`, as the CPU twin's values (f32, or i32 as f32).
+    fn run_kernel(program: &Path, spec: &InputSpec, frame: &Frame) -> Vec<f32> {
+        let fit = spec.fit_for(frame.width, frame.height);
+        // SAFETY: `Fit` is plain numbers in the C layout; these are its bytes.
+        let fit_bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&fit as *const Fit).cast::<u8>(),
+                std::mem::size_of::<Fit>(),
+            )
+        };
+        let mut child = Command::new(program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(fit_bytes).unwrap();
+        stdin.write_all(&frame.rgb).unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{:?}", output.status);
+        output
+            .stdout
+            .chunks_exact(4)
+            .map(|b| {
+                let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                match spec.dtype {
+                    DType::F32 => f32::from_bits(bits),
+                    DType::I32 => bits as i32 as f32,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_kernel_computes_every_catalog_input_as_the_cpu_path_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = kernel_on_cpu(dir.path());
+        let catalog = crate::vision::catalog::Catalog::open(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models"
+        )))
+        .unwrap();
+        let dog = Frame::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/dog.jpg"
+        )))
+        .unwrap();
+        let frames = [images::fit(&dog, 1280, 720), dog];
+        let mut checked = Vec::new();
+        for entry in &catalog.entries {
+            let Ok(spec) = InputSpec::of(entry) else {
+                continue; // I3D's clip
+            };
+            for frame in &frames {
+                let cpu = spec.tensor(frame);
+                let kernel = run_kernel(&program, &spec, frame);
+                assert_eq!(kernel.len(), cpu.shape.iter().product::<usize>());
+                let plane = (spec.width * spec.height) as usize;
+                let channel = |i: usize| match spec.layout {
+                    Layout::Nchw => i / plane,
+                    Layout::Nhwc => i % 3,
+                };
+                // In pixel levels: the CPU rounds to 8 bits after each of its two resize
+                // passes (half a level each, the first carried through weights that sum to
+                // one), the kernel keeps fractions until the end: at most one level apart.
+                let levels = cpu
+                    .as_f32()
+                    .iter()
+                    .zip(&kernel)
+                    .enumerate()
+                    .map(|(i, (c, k))| match cpu.data {
+                        TensorData::F32(_) => (c - k).abs() * spec.std[channel(i)],
+                        TensorData::I32(_) => (c - k).abs(),
+                    })
+                    .fold(0f32, f32::max);
+                assert!(levels <= 1.001, "{}: {levels} levels apart", entry.name);
+                checked.push((entry.name.clone(), levels));
+            }
+        }
+        assert!(checked.len() >= 16, "{checked:?}");
+    }
 }
