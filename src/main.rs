@@ -3,9 +3,11 @@
 mod app;
 mod bench;
 mod engine;
+mod hostname;
 mod infer;
 mod logging;
 mod media;
+mod mqtt;
 mod pipeline;
 mod settings;
 mod systemd;
