@@ -11,4 +11,3 @@ pub fn hostname() -> String {
         String::new()
     }
 }
-

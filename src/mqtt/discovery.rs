@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Config topic -> config, for every entity the settings call for.
-pub fn configs(settings: &Settings, catalog: Option<&Catalog>, topics: &Topics) -> BTreeMap<String, Json> {
+pub fn configs(
+    settings: &Settings,
+    catalog: Option<&Catalog>,
+    topics: &Topics,
+) -> BTreeMap<String, Json> {
     let prefix = &settings.mqtt.discovery_prefix;
     if prefix.is_empty() {
         return BTreeMap::new();
@@ -74,7 +78,10 @@ pub fn configs(settings: &Settings, catalog: Option<&Catalog>, topics: &Topics) 
             for (key, value) in common.as_object().expect("an object") {
                 config[key] = value.clone();
             }
-            (format!("{prefix}/{component}/{node}/{object}/config"), config)
+            (
+                format!("{prefix}/{component}/{node}/{object}/config"),
+                config,
+            )
         })
         .collect()
 }
@@ -101,7 +108,13 @@ fn detection_labels(settings: &Settings, catalog: Option<&Catalog>) -> Vec<Strin
 /// Home Assistant's ids take `[a-zA-Z0-9_-]`.
 fn slug(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -130,7 +143,8 @@ mod tests {
                 "homeassistant/sensor/visiond_cam-1/fps/config",
             ]
         );
-        let bear = &configs["homeassistant/binary_sensor/visiond_cam-1/detection_teddy_bear/config"];
+        let bear =
+            &configs["homeassistant/binary_sensor/visiond_cam-1/detection_teddy_bear/config"];
         assert_eq!(bear["state_topic"], "visiond/cam-1/presence");
         assert_eq!(
             bear["value_template"],
@@ -139,6 +153,6 @@ mod tests {
         assert_eq!(bear["availability_topic"], "visiond/cam-1/status");
         assert_eq!(bear["unique_id"], "visiond_cam-1_detection_teddy_bear");
         settings.mqtt.discovery_prefix = String::new();
-        assert!(configs(&settings, None, &topics).is_empty());
+        assert!(super::configs(&settings, None, &topics).is_empty());
     }
 }

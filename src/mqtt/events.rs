@@ -30,12 +30,16 @@ impl Scene {
         let present = present_classes(results);
         for (label, ids) in &present {
             if !self.present.contains_key(label) {
-                changes.events.push(detection("detection_enter", label, ids));
+                changes
+                    .events
+                    .push(detection("detection_enter", label, ids));
             }
         }
         for (label, ids) in &self.present {
             if !present.contains_key(label) {
-                changes.events.push(detection("detection_leave", label, ids));
+                changes
+                    .events
+                    .push(detection("detection_leave", label, ids));
             }
         }
         changes.presence_changed = present != self.present;
@@ -65,9 +69,12 @@ impl Scene {
 
     /// `{task: label or null}`: `<topic>/labels`.
     pub fn labels(&self) -> Json {
-        let labels = LABELLED
-            .iter()
-            .map(|task| (task.to_string(), json!(self.labels.get(task).cloned().flatten())));
+        let labels = LABELLED.iter().map(|task| {
+            (
+                task.to_string(),
+                json!(self.labels.get(task).cloned().flatten()),
+            )
+        });
         Json::Object(labels.collect())
     }
 }
@@ -116,7 +123,11 @@ mod tests {
         );
         assert!(first.presence_changed);
         // A second dog is no new class.
-        let same = scene.update(&boxes(&[("dog", Some(1)), ("dog", Some(3)), ("car", Some(2))]));
+        let same = scene.update(&boxes(&[
+            ("dog", Some(1)),
+            ("dog", Some(3)),
+            ("car", Some(2)),
+        ]));
         assert!(same.events.is_empty());
         assert_eq!(scene.presence(), json!({"car": [2], "dog": [1, 3]}));
         let left = scene.update(&boxes(&[("car", None)]));
@@ -139,7 +150,9 @@ mod tests {
         let changes = scene.update(&eagle);
         assert_eq!(
             changes.events,
-            [json!({"type": "label_change", "task": "classification", "label": "bald eagle", "previous": null})]
+            [
+                json!({"type": "label_change", "task": "classification", "label": "bald eagle", "previous": null})
+            ]
         );
         assert!(changes.labels_changed && !changes.presence_changed);
         assert_eq!(scene.update(&eagle), Changes::default());

@@ -12,7 +12,7 @@ mod session;
 mod state;
 mod topics;
 
-pub use state::{MqttStatus, State};
+pub use state::State;
 
 use crate::pipeline::status::Shared;
 use crate::settings::Store;

@@ -57,7 +57,11 @@ fn trusted_roots(ca_file: &str) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certificates);
     if added == 0 {
-        let from = if ca_file.is_empty() { "the system" } else { ca_file };
+        let from = if ca_file.is_empty() {
+            "the system"
+        } else {
+            ca_file
+        };
         return Err(format!("no CA certificate found in {from}"));
     }
     Ok(roots)
@@ -93,6 +97,9 @@ mod tests {
             ..defaults()
         };
         let error = build(&settings, &Topics::new("t")).unwrap_err();
-        assert!(error.starts_with("mqtt.ca_file /nonexistent/ca.pem:"), "{error}");
+        assert!(
+            error.starts_with("mqtt.ca_file /nonexistent/ca.pem:"),
+            "{error}"
+        );
     }
 }

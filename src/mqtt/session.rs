@@ -64,6 +64,7 @@ async fn run(parts: Parts, settings: Mqtt, mut stop: oneshot::Receiver<()>) {
             tracing::error!("mqtt: {reason}");
             parts.state.set(Connection::Error, Some(reason));
             let _ = stop.await;
+            parts.state.set(Connection::Disabled, None);
             return;
         }
     };
@@ -85,7 +86,11 @@ async fn run(parts: Parts, settings: Mqtt, mut stop: oneshot::Receiver<()>) {
             writes,
         },
     ));
-    let sender = tokio::spawn(send_all(client.clone(), outbox.clone(), connected_rx.clone()));
+    let sender = tokio::spawn(send_all(
+        client.clone(),
+        outbox.clone(),
+        connected_rx.clone(),
+    ));
     let controller = tokio::spawn(control::serve(
         parts.store.clone(),
         topics.clone(),
@@ -133,9 +138,18 @@ async fn run(parts: Parts, settings: Mqtt, mut stop: oneshot::Receiver<()>) {
     controller.abort();
     if *connected_rx.borrow() {
         // The broker's last will is for deaths; a stop says offline itself.
-        let _ = client.try_publish(topics.status(), QoS::AtLeastOnce, settings.retain_status, OFFLINE);
-        let _ = client.try_disconnect();
-        if timeout(GOODBYE, &mut link).await.is_ok() {
+        let goodbye = async {
+            let offline = client.publish(
+                topics.status(),
+                QoS::AtLeastOnce,
+                settings.retain_status,
+                OFFLINE,
+            );
+            let _ = offline.await;
+            let _ = client.disconnect().await;
+            let _ = (&mut link).await;
+        };
+        if timeout(GOODBYE, goodbye).await.is_ok() {
             tracing::info!(broker = %settings.url, "mqtt: disconnected");
         }
     }
@@ -276,8 +290,11 @@ impl Publisher {
 
     fn results(&self) {
         let results = self.parts.shared.results();
-        self.outbox
-            .push(Message::periodic(self.topics.results(), results.to_string(), false));
+        self.outbox.push(Message::periodic(
+            self.topics.results(),
+            results.to_string(),
+            false,
+        ));
     }
 
     fn scene(&mut self, results: &Json) {
@@ -299,8 +316,11 @@ impl Publisher {
     }
 
     fn event(&self, event: &Json) {
-        self.outbox
-            .push(Message::event(self.topics.events(), event.to_string(), false));
+        self.outbox.push(Message::event(
+            self.topics.events(),
+            event.to_string(),
+            false,
+        ));
     }
 
     fn presence(&self) {

@@ -12,7 +12,11 @@ const HOSTNAME: &str = "<hostname>";
 /// `<hostname>` replaced by this machine's name (`visiond` if it has none).
 pub fn with_hostname(template: &str) -> String {
     let name = crate::hostname::hostname();
-    let name = if name.is_empty() { "visiond".into() } else { name };
+    let name = if name.is_empty() {
+        "visiond".into()
+    } else {
+        name
+    };
     template.replace(HOSTNAME, &name)
 }
 
@@ -77,7 +81,10 @@ mod tests {
             topics.setting_of("site/cam/set/detection/enabled"),
             Some(("detection", "enabled"))
         );
-        assert_eq!(topics.setting_of("site/cam/set/detection/enabled/result"), None);
+        assert_eq!(
+            topics.setting_of("site/cam/set/detection/enabled/result"),
+            None
+        );
         assert_eq!(topics.setting_of("site/cam/set/detection"), None);
         assert_eq!(topics.setting_of("site/camera/set/a/b"), None);
         assert_eq!(

@@ -48,7 +48,9 @@ pub enum Kind {
     BrokerUrl,
     /// An MQTT topic prefix: no wildcards, no empty levels at its ends; `empty_ok` when an
     /// empty value turns the feature off.
-    Topic { empty_ok: bool },
+    Topic {
+        empty_ok: bool,
+    },
 }
 
 /// One setting.
@@ -216,7 +218,10 @@ pub fn broker_url(s: &str) -> Result<(bool, String, u16), String> {
         .filter(|h| !h.is_empty())
         .ok_or_else(|| format!("{EXPECTED}, got \"{s}\" (no host)"))?;
     // `Url` keeps IPv6 literals bracketed; the socket wants them bare.
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
     Ok((tls, host, port))
 }
@@ -634,9 +639,7 @@ mod tests {
         );
         assert!(broker.check(&json!("http://broker")).is_err());
         assert!(broker.check(&json!("mqtt://broker/path")).is_err());
-        let with_login = broker
-            .check(&json!("mqtt://me:s3cret@broker"))
-            .unwrap_err();
+        let with_login = broker.check(&json!("mqtt://me:s3cret@broker")).unwrap_err();
         assert!(!with_login.contains("s3cret"), "{with_login}");
         let topic = find("mqtt", "topic").unwrap();
         assert!(topic.check(&json!("site/visiond/cam-1")).is_ok());

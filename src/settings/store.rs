@@ -228,7 +228,11 @@ impl Store {
 
     /// Writes `(section, key, value)` edits to the file and applies them, all or nothing;
     /// `source` (REST or MQTT) is what the change events name.
-    pub fn write(&self, edits: &[(String, String, Json)], source: Source) -> Result<(), WriteError> {
+    pub fn write(
+        &self,
+        edits: &[(String, String, Json)],
+        source: Source,
+    ) -> Result<(), WriteError> {
         let writer = lock(&self.writer);
         let mut checked = Vec::with_capacity(edits.len());
         for (section, name, value) in edits {
