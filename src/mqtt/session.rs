@@ -108,7 +108,9 @@ async fn run(parts: Parts, settings: Mqtt, mut stop: oneshot::Receiver<()>) {
     let mut results = parts.shared.watch_results();
     let mut results_tick = (settings.results_hz > 0.0)
         .then(|| ticker(Duration::from_secs_f64(1.0 / settings.results_hz)));
+    // The first status goes out with the connection (`announce_all`).
     let mut status_tick = ticker(STATUS_PERIOD);
+    status_tick.reset();
     let mut changes = parts.store.subscribe();
     let mut settings_rx = parts.store.watch();
     loop {

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -127,16 +128,26 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// Subscribes to `filter`, and returns once the broker has the subscription: a message
+    /// published from then on reaches it.
     pub fn start(broker: &Broker, filter: &str) -> Subscriber {
+        static PROBES: AtomicUsize = AtomicUsize::new(0);
+        let probe = format!(
+            "visiond-test-probe/{}-{}",
+            std::process::id(),
+            PROBES.fetch_add(1, Ordering::Relaxed)
+        );
         let mut child = Command::new(program("mosquitto_sub", "mosquitto-clients"))
             .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
-            .args(["-t", filter, "-F", "%r %t %p"])
+            .args(["-t", filter, "-t", &probe, "-F", "%r %t %p"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start mosquitto_sub");
         let stdout = child.stdout.take().unwrap();
         let (tx, messages) = mpsc::channel();
+        let (probe_tx, probes) = mpsc::channel();
+        let probe_topic = probe.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
@@ -149,11 +160,28 @@ impl Subscriber {
                     retained: flag == "1",
                     payload: parts.next().unwrap_or("").to_owned(),
                 };
-                if tx.send(message).is_err() {
+                let sent = if message.topic == probe_topic {
+                    probe_tx.send(()).is_ok()
+                } else {
+                    tx.send(message).is_ok()
+                };
+                if !sent {
                     return;
                 }
             }
         });
+        // The probe is subscribed after `filter`: once a probe comes back, both are live.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            publish(broker, &probe, "probe");
+            if probes.recv_timeout(Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto_sub {filter} did not subscribe"
+            );
+        }
         Subscriber { child, messages }
     }
 
