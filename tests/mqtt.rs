@@ -53,7 +53,6 @@ fn status_is_retained_with_discovery_and_the_last_will_says_offline_on_kill_9() 
     assert_eq!(status["topic"], json!(TOPIC));
     assert_eq!(status["error"], Json::Null);
     let fps_sensor = "homeassistant/sensor/test_cam/fps/config";
-    everything.expect("the online status", MESSAGE, |m| m.topic == topic("status"));
     // Home Assistant finds the device's FPS sensor, available while the status says online.
     let fps = everything.expect("the FPS sensor's discovery", MESSAGE, |m| {
         m.topic == fps_sensor
@@ -61,6 +60,10 @@ fn status_is_retained_with_discovery_and_the_last_will_says_offline_on_kill_9() 
     let fps = fps.json();
     assert_eq!(fps["state_topic"], json!(topic("status")));
     assert_eq!(fps["availability_topic"], json!(topic("status")));
+    // The status is refreshed: once the input plays, it says so.
+    everything.expect("a status with the input", MESSAGE, |m| {
+        m.topic == topic("status") && m.json()["input"]["state"] == "playing"
+    });
 
     // Clients that come later get what the broker kept.
     let late = Subscriber::start(&broker, &topic("status"));
@@ -254,6 +257,29 @@ fn a_bad_value_or_a_write_without_permission_gets_an_error_and_changes_nothing()
     );
     assert_eq!(server.file(), before);
     assert_eq!(server.get_json("/api/v1/config/input/fps"), json!(10));
+    // allow_control leaves it to the broker's ACLs. The change reconnects: a write is
+    // taken once the new connection's status is out.
+    let statuses = Subscriber::start(&broker, &topic("status"));
+    let (code, body) = server.request(
+        "PUT",
+        "/api/v1/config/mqtt/allow_control",
+        &[
+            ("Authorization", "Bearer t0ken"),
+            ("Content-Type", "application/json"),
+        ],
+        Some("true"),
+    );
+    assert_eq!(code, 200, "{body}");
+    statuses.expect("the old connection's goodbye", MESSAGE, |m| {
+        m.json()["state"] == "offline"
+    });
+    statuses.expect("the new connection", MESSAGE, |m| {
+        m.json()["state"] == "online"
+    });
+    publish(&broker, &format!("{TOPIC}/set/input/fps"), "5");
+    let answer = answers.expect("the applied value", MESSAGE, |m| m.json() == json!(5));
+    assert!(answer.topic.ends_with("/set/input/fps/result"));
+    assert_eq!(server.get_json("/api/v1/config/input/fps"), json!(5));
 }
 
 #[test]

@@ -182,9 +182,18 @@ async fn drive(mut eventloop: EventLoop, link: Link) {
                 tracing::info!(broker = %link.broker, "mqtt: connected");
                 retry = FIRST_RETRY;
                 link.parts.state.set(Connection::Connected, None);
-                // Through the client's queue, which this loop drains: not awaited here.
-                let (client, filter) = (link.client.clone(), link.subscription.clone());
-                tokio::spawn(async move { client.subscribe(filter, QoS::AtLeastOnce).await });
+                // Queued before the first publish of this connection (the sender waits for
+                // `connected`): whoever sees the online status can write. Should the queue
+                // be full of the last connection's messages, it waits its turn there.
+                let filter = link.subscription.clone();
+                if link
+                    .client
+                    .try_subscribe(&filter, QoS::AtLeastOnce)
+                    .is_err()
+                {
+                    let client = link.client.clone();
+                    tokio::spawn(async move { client.subscribe(filter, QoS::AtLeastOnce).await });
+                }
                 link.connected.send_replace(true);
                 link.up.notify_one();
             }
