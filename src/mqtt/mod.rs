@@ -8,6 +8,7 @@ mod discovery;
 mod events;
 mod options;
 mod outbox;
+mod publish;
 mod session;
 mod state;
 mod topics;

@@ -3,18 +3,14 @@
 //! It ends when `[mqtt]` changes or visiond stops, leaving `offline` on its status topic.
 
 use super::control;
-use super::discovery;
-use super::events::Scene;
 use super::options::{self, OFFLINE};
-use super::outbox::{Message, Outbox, CAPACITY};
+use super::outbox::{Outbox, CAPACITY};
+use super::publish::{send_all, Publisher};
 use super::state::Connection;
 use super::topics::Topics;
 use super::Parts;
 use crate::settings::typed::Mqtt;
-use crate::settings::Event as SettingsEvent;
 use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS};
-use serde_json::{json, Value as Json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
@@ -97,14 +93,12 @@ async fn run(parts: Parts, settings: Mqtt, mut stop: oneshot::Receiver<()>) {
         writes_rx,
         outbox.clone(),
     ));
-    let mut publisher = Publisher {
-        parts: parts.clone(),
-        topics: topics.clone(),
+    let mut publisher = Publisher::new(
+        parts.clone(),
+        topics.clone(),
         outbox,
-        retain_status: settings.retain_status,
-        scene: Scene::default(),
-        announced: BTreeMap::new(),
-    };
+        settings.retain_status,
+    );
     let mut results = parts.shared.watch_results();
     let mut results_tick = (settings.results_hz > 0.0)
         .then(|| ticker(Duration::from_secs_f64(1.0 / settings.results_hz)));
@@ -222,23 +216,6 @@ fn take_write(writes: &mpsc::Sender<Publish>, publish: Publish) {
     }
 }
 
-/// Hands the outbox's messages to the client while connected; while not, they wait (and
-/// the outbox drops as it fills).
-async fn send_all(client: AsyncClient, outbox: Arc<Outbox>, mut connected: watch::Receiver<bool>) {
-    loop {
-        let message = outbox.pop().await;
-        if connected.wait_for(|c| *c).await.is_err() {
-            return;
-        }
-        let sent = client
-            .publish_bytes(message.topic, message.qos, message.retain, message.payload)
-            .await;
-        if sent.is_err() {
-            return; // the event loop is gone: the session is ending
-        }
-    }
-}
-
 fn ticker(period: Duration) -> Interval {
     let mut ticker = interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -252,115 +229,5 @@ async fn tick(ticker: &mut Option<Interval>) {
             ticker.tick().await;
         }
         None => std::future::pending().await,
-    }
-}
-
-/// What the session publishes, all through the outbox.
-struct Publisher {
-    parts: Parts,
-    topics: Topics,
-    outbox: Arc<Outbox>,
-    retain_status: bool,
-    scene: Scene,
-    /// The discovery configs last published, by topic.
-    announced: BTreeMap<String, Json>,
-}
-
-impl Publisher {
-    /// Everything a broker (perhaps restarted, without its retained messages) should hold.
-    fn announce_all(&mut self) {
-        self.status();
-        self.announced.clear();
-        self.announce_entities();
-        self.presence();
-        self.labels();
-    }
-
-    fn status(&self) {
-        let runtime = self.parts.shared.status();
-        let status = json!({
-            "state": "online",
-            "version": env!("CARGO_PKG_VERSION"),
-            "fps": (runtime.pipeline.fps * 10.0).round() / 10.0,
-            "frames": runtime.pipeline.frames,
-            "input": runtime.input,
-            "models": runtime.models,
-        });
-        let control = control::allowed(&self.parts.store.settings());
-        let dropped = self.outbox.dropped();
-        self.parts.state.update(|state| {
-            state.control = control;
-            state.dropped = dropped;
-        });
-        self.outbox.push(Message::periodic(
-            self.topics.status(),
-            status.to_string(),
-            self.retain_status,
-        ));
-    }
-
-    fn results(&self) {
-        let results = self.parts.shared.results();
-        self.outbox.push(Message::periodic(
-            self.topics.results(),
-            results.to_string(),
-            false,
-        ));
-    }
-
-    fn scene(&mut self, results: &Json) {
-        let changes = self.scene.update(results);
-        for event in changes.events {
-            self.event(&event);
-        }
-        if changes.presence_changed {
-            self.presence();
-        }
-        if changes.labels_changed {
-            self.labels();
-        }
-    }
-
-    /// The same events as SSE's `change`, `config_error` and `config_ok`.
-    fn settings_event(&self, event: &SettingsEvent) {
-        self.event(&json!(event));
-    }
-
-    fn event(&self, event: &Json) {
-        self.outbox.push(Message::event(
-            self.topics.events(),
-            event.to_string(),
-            false,
-        ));
-    }
-
-    fn presence(&self) {
-        let presence = self.scene.presence().to_string();
-        self.outbox
-            .push(Message::event(self.topics.presence(), presence, true));
-    }
-
-    fn labels(&self) {
-        let labels = self.scene.labels().to_string();
-        self.outbox
-            .push(Message::event(self.topics.labels(), labels, true));
-    }
-
-    /// Publishes the discovery configs that changed, and empties those of entities gone.
-    fn announce_entities(&mut self) {
-        let settings = self.parts.store.settings();
-        let configs = discovery::configs(&settings, self.parts.catalog.as_deref(), &self.topics);
-        for topic in self.announced.keys() {
-            if !configs.contains_key(topic) {
-                self.outbox.push(Message::event(topic.clone(), "", true));
-            }
-        }
-        for (topic, config) in &configs {
-            if self.announced.get(topic) != Some(config) {
-                self.outbox
-                    .push(Message::event(topic.clone(), config.to_string(), true));
-            }
-        }
-        self.announced = configs;
     }
 }

@@ -1,0 +1,158 @@
+//! What a session says, all through the outbox: the status, results at their rate, events
+//! (from the results and from the settings store), presence, labels and Home Assistant's
+//! discovery; and the task that hands the outbox to the client while connected.
+
+use super::control;
+use super::discovery;
+use super::events::Scene;
+use super::outbox::{Message, Outbox};
+use super::topics::Topics;
+use super::Parts;
+use crate::settings::Event as SettingsEvent;
+use rumqttc::AsyncClient;
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Hands the outbox's messages to the client while connected; while not, they wait (and
+/// the outbox drops as it fills).
+pub async fn send_all(
+    client: AsyncClient,
+    outbox: Arc<Outbox>,
+    mut connected: watch::Receiver<bool>,
+) {
+    loop {
+        let message = outbox.pop().await;
+        if connected.wait_for(|c| *c).await.is_err() {
+            return;
+        }
+        let sent = client
+            .publish_bytes(message.topic, message.qos, message.retain, message.payload)
+            .await;
+        if sent.is_err() {
+            return; // the event loop is gone: the session is ending
+        }
+    }
+}
+
+/// What the session publishes, all through the outbox.
+pub struct Publisher {
+    parts: Parts,
+    topics: Topics,
+    outbox: Arc<Outbox>,
+    retain_status: bool,
+    scene: Scene,
+    /// The discovery configs last published, by topic.
+    announced: BTreeMap<String, Json>,
+}
+
+impl Publisher {
+    pub fn new(parts: Parts, topics: Topics, outbox: Arc<Outbox>, retain_status: bool) -> Self {
+        Publisher {
+            parts,
+            topics,
+            outbox,
+            retain_status,
+            scene: Scene::default(),
+            announced: BTreeMap::new(),
+        }
+    }
+
+    /// Everything a broker (perhaps restarted, without its retained messages) should hold.
+    pub fn announce_all(&mut self) {
+        self.status();
+        self.announced.clear();
+        self.announce_entities();
+        self.presence();
+        self.labels();
+    }
+
+    pub fn status(&self) {
+        let runtime = self.parts.shared.status();
+        let status = json!({
+            "state": "online",
+            "version": env!("CARGO_PKG_VERSION"),
+            "fps": (runtime.pipeline.fps * 10.0).round() / 10.0,
+            "frames": runtime.pipeline.frames,
+            "input": runtime.input,
+            "models": runtime.models,
+        });
+        let control = control::allowed(&self.parts.store.settings());
+        let dropped = self.outbox.dropped();
+        self.parts.state.update(|state| {
+            state.control = control;
+            state.dropped = dropped;
+        });
+        self.outbox.push(Message::periodic(
+            self.topics.status(),
+            status.to_string(),
+            self.retain_status,
+        ));
+    }
+
+    pub fn results(&self) {
+        let results = self.parts.shared.results();
+        self.outbox.push(Message::periodic(
+            self.topics.results(),
+            results.to_string(),
+            false,
+        ));
+    }
+
+    pub fn scene(&mut self, results: &Json) {
+        let changes = self.scene.update(results);
+        for event in changes.events {
+            self.event(&event);
+        }
+        if changes.presence_changed {
+            self.presence();
+        }
+        if changes.labels_changed {
+            self.labels();
+        }
+    }
+
+    /// The same events as SSE's `change`, `config_error` and `config_ok`.
+    pub fn settings_event(&self, event: &SettingsEvent) {
+        self.event(&json!(event));
+    }
+
+    fn event(&self, event: &Json) {
+        self.outbox.push(Message::event(
+            self.topics.events(),
+            event.to_string(),
+            false,
+        ));
+    }
+
+    fn presence(&self) {
+        let presence = self.scene.presence().to_string();
+        self.outbox
+            .push(Message::event(self.topics.presence(), presence, true));
+    }
+
+    fn labels(&self) {
+        let labels = self.scene.labels().to_string();
+        self.outbox
+            .push(Message::event(self.topics.labels(), labels, true));
+    }
+
+    /// Publishes the discovery configs that changed, and empties those of entities gone.
+    pub fn announce_entities(&mut self) {
+        let settings = self.parts.store.settings();
+        let configs = discovery::configs(&settings, self.parts.catalog.as_deref(), &self.topics);
+        for topic in self.announced.keys() {
+            if !configs.contains_key(topic) {
+                self.outbox.push(Message::event(topic.clone(), "", true));
+            }
+        }
+        for (topic, config) in &configs {
+            if self.announced.get(topic) != Some(config) {
+                self.outbox
+                    .push(Message::event(topic.clone(), config.to_string(), true));
+            }
+        }
+        self.announced = configs;
+    }
+}
