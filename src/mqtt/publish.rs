@@ -36,6 +36,15 @@ pub async fn send_all(
     }
 }
 
+/// Which discovery configs to publish.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Resend {
+    /// Those that changed since last published.
+    Changed,
+    /// All: a broker that restarted may have lost them.
+    All,
+}
+
 /// What the session publishes, all through the outbox.
 pub struct Publisher {
     parts: Parts,
@@ -62,8 +71,7 @@ impl Publisher {
     /// Everything a broker (perhaps restarted, without its retained messages) should hold.
     pub fn announce_all(&mut self) {
         self.status();
-        self.announced.clear();
-        self.announce_entities();
+        self.announce_entities(Resend::All);
         self.presence();
         self.labels();
     }
@@ -93,6 +101,9 @@ impl Publisher {
 
     pub fn results(&self) {
         let results = self.parts.shared.results();
+        if results.is_null() {
+            return; // no frame yet
+        }
         self.outbox.push(Message::periodic(
             self.topics.results(),
             results.to_string(),
@@ -138,8 +149,9 @@ impl Publisher {
             .push(Message::event(self.topics.labels(), labels, true));
     }
 
-    /// Publishes the discovery configs that changed, and empties those of entities gone.
-    pub fn announce_entities(&mut self) {
+    /// Publishes the discovery configs (those that changed, or all), and empties those of
+    /// entities gone.
+    pub fn announce_entities(&mut self, resend: Resend) {
         let settings = self.parts.store.settings();
         let configs = discovery::configs(&settings, self.parts.catalog.as_deref(), &self.topics);
         for topic in self.announced.keys() {
@@ -148,7 +160,7 @@ impl Publisher {
             }
         }
         for (topic, config) in &configs {
-            if self.announced.get(topic) != Some(config) {
+            if resend == Resend::All || self.announced.get(topic) != Some(config) {
                 self.outbox
                     .push(Message::event(topic.clone(), config.to_string(), true));
             }

@@ -5,7 +5,7 @@
 use super::control;
 use super::options::{self, OFFLINE};
 use super::outbox::{Outbox, CAPACITY};
-use super::publish::{send_all, Publisher};
+use super::publish::{send_all, Publisher, Resend};
 use super::state::Connection;
 use super::topics::Topics;
 use super::Parts;
@@ -126,7 +126,7 @@ async fn run(parts: Parts, settings: Mqtt, mut stop: oneshot::Receiver<()>) {
             },
             Ok(()) = settings_rx.changed() => {
                 settings_rx.borrow_and_update();
-                publisher.announce_entities();
+                publisher.announce_entities(Resend::Changed);
             }
         }
     }
