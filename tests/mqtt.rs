@@ -426,3 +426,25 @@ fn tls_with_a_test_certificate_connects_and_a_stranger_ca_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn a_broker_that_never_answers_is_an_error_the_queue_stays_bounded_and_the_fps_alone() {
+    // Takes connections and never says a word: a broker hung or far too slow.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("mqtt://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let server = start_on(&url, &[("mqtt", "results_hz", "30.0")]);
+    let status = wait_mqtt(&server, "error");
+    let error = status["mqtt"]["error"].as_str().unwrap();
+    assert!(error.contains("timeout"), "{error}");
+    // 30 results a second fill the queue within seconds: the oldest go, counted; the
+    // pipeline keeps its 10 FPS meanwhile.
+    server.wait_for("/api/v1/status", CONNECT, |s| {
+        s["mqtt"]["dropped"].as_u64() > Some(0) && s["pipeline"]["fps"].as_f64() > Some(5.0)
+    });
+}
