@@ -8,6 +8,7 @@ use super::events::Scene;
 use super::outbox::{Message, Outbox};
 use super::topics::Topics;
 use super::Parts;
+use crate::pipeline::status::{ModelState, RuntimeStatus};
 use crate::settings::Event as SettingsEvent;
 use rumqttc::AsyncClient;
 use serde_json::{json, Value as Json};
@@ -54,6 +55,9 @@ pub struct Publisher {
     scene: Scene,
     /// The discovery configs last published, by topic.
     announced: BTreeMap<String, Json>,
+    /// The input's and the models' states as last published: a change is published at
+    /// once, not at the next period.
+    states: Json,
 }
 
 impl Publisher {
@@ -65,6 +69,7 @@ impl Publisher {
             retain_status,
             scene: Scene::default(),
             announced: BTreeMap::new(),
+            states: Json::Null,
         }
     }
 
@@ -76,8 +81,9 @@ impl Publisher {
         self.labels();
     }
 
-    pub fn status(&self) {
+    pub fn status(&mut self) {
         let runtime = self.parts.shared.status();
+        self.states = states(&runtime);
         let status = json!({
             "state": "online",
             "version": env!("CARGO_PKG_VERSION"),
@@ -99,6 +105,13 @@ impl Publisher {
         ));
     }
 
+    /// The status, if the input's or a model's state changed since it was last published.
+    fn status_if_changed(&mut self) {
+        if states(&self.parts.shared.status()) != self.states {
+            self.status();
+        }
+    }
+
     pub fn results(&self) {
         let results = self.parts.shared.results();
         if results.is_null() {
@@ -111,7 +124,9 @@ impl Publisher {
         ));
     }
 
+    /// Takes in new results: events, presence and labels, and the status if states changed.
     pub fn scene(&mut self, results: &Json) {
+        self.status_if_changed();
         let changes = self.scene.update(results);
         for event in changes.events {
             self.event(&event);
@@ -167,4 +182,14 @@ impl Publisher {
         }
         self.announced = configs;
     }
+}
+
+/// The input's state and each model's, which the status reports as soon as they change.
+fn states(runtime: &RuntimeStatus) -> Json {
+    let models: BTreeMap<&str, ModelState> = runtime
+        .models
+        .iter()
+        .map(|(section, model)| (section.as_str(), model.state))
+        .collect();
+    json!({"input": runtime.input.state, "models": models})
 }
