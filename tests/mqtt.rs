@@ -196,6 +196,51 @@ fn detections_enter_and_leave_and_labels_change_on_the_sample_pictures() {
 }
 
 #[test]
+fn with_tracking_the_events_carry_the_track_ids() {
+    let broker = Broker::start();
+    let events = Subscriber::start(&broker, &topic("events"));
+    let dog = format!("images:{}/tests/data/dog.jpg", env!("CARGO_MANIFEST_DIR"));
+    let url = broker_url(&broker);
+    let server = Server::start_with(
+        |text| {
+            let text = common::with_input(text, &dog).replace("fps = 30 ", "fps = 5 ");
+            with_mqtt(
+                text,
+                &url,
+                TOPIC,
+                &[
+                    ("detection", "enabled", "true"),
+                    ("detection", "tracking_enabled", "true"),
+                ],
+            )
+        },
+        &[],
+    );
+    let limit = Duration::from_secs(120);
+    let track_ids = |m: &Received, kind: &str| {
+        let event = m.json();
+        (event["type"] == kind && event["label"] == "dog").then(|| event["track_ids"].clone())
+    };
+    let entered = events.expect("the dog's track entering", limit, |m| {
+        track_ids(m, "detection_enter").is_some()
+    });
+    let ids = track_ids(&entered, "detection_enter").unwrap();
+    assert!(
+        ids.as_array()
+            .is_some_and(|ids| !ids.is_empty() && ids.iter().all(Json::is_u64)),
+        "{}",
+        entered.payload
+    );
+    // Detection off: the dog leaves with the same track.
+    let (code, body) = server.put("/api/v1/config/detection/enabled", "false");
+    assert_eq!(code, 200, "{body}");
+    let left = events.expect("the dog's track leaving", MESSAGE, |m| {
+        track_ids(m, "detection_leave").is_some()
+    });
+    assert_eq!(track_ids(&left, "detection_leave"), Some(ids));
+}
+
+#[test]
 fn a_set_over_mqtt_lands_in_the_file_with_its_comments_and_shows_on_rest_and_sse() {
     let broker = Broker::start();
     let server = start(&broker, &[]);
