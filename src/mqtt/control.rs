@@ -51,11 +51,10 @@ async fn set(store: &Arc<Store>, section: &str, key: &str, payload: &[u8]) -> Re
     let value: Json =
         serde_json::from_slice(payload).map_err(|e| format!("the value is not JSON: {e}"))?;
     let edits = vec![(section.to_owned(), key.to_owned(), value)];
-    // The write reads, fsyncs and renames the file: off the async workers, as REST does.
-    let writer = store.clone();
-    tokio::task::spawn_blocking(move || writer.write(&edits, Source::Mqtt))
+    store
+        .clone()
+        .write_async(edits, Source::Mqtt)
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     store
         .get(section, key)

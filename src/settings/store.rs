@@ -268,6 +268,18 @@ impl Store {
         Ok(())
     }
 
+    /// `write` for async callers (REST, MQTT): it reads, fsyncs and renames the file, so it
+    /// runs off the async workers.
+    pub async fn write_async(
+        self: Arc<Self>,
+        edits: Vec<(String, String, Json)>,
+        source: Source,
+    ) -> Result<(), WriteError> {
+        tokio::task::spawn_blocking(move || self.write(&edits, source))
+            .await
+            .map_err(|e| WriteError::Unwritable(format!("the write failed: {e}")))?
+    }
+
     /// Waits until the file on disk is the verified text, so a write never lands on a file
     /// mid-save nor overwrites an edit not yet taken in. An edit found on disk is the
     /// watcher's to take in (it knows when the editor is done): this waits for it, a while.
