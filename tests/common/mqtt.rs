@@ -170,6 +170,8 @@ impl Subscriber {
                 }
             }
         });
+        // Built first, so that a failure below still ends mosquitto_sub (Drop).
+        let subscriber = Subscriber { child, messages };
         // The probe is subscribed after `filter`: once a probe comes back, both are live.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -182,7 +184,7 @@ impl Subscriber {
                 "mosquitto_sub {filter} did not subscribe"
             );
         }
-        Subscriber { child, messages }
+        subscriber
     }
 
     /// The first message that satisfies `check`, or a failure naming `what` after `limit`.
