@@ -1,10 +1,10 @@
 //! Wiring for `visiond run`: settings store, file watcher, pipeline thread, H.264 encoder
-//! thread, web server (with WebRTC signaling), signals, and the shutdown order.
+//! thread, web server (with WebRTC signaling), MQTT, signals, and the shutdown order.
 
 use crate::pipeline::{self, status::Shared};
 use crate::settings::{self, Store};
 use crate::vision::catalog::Catalog;
-use crate::{logging, systemd, web, webrtc};
+use crate::{logging, mqtt, systemd, web, webrtc};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +59,14 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
         .build()?;
     runtime.block_on(async {
         follow_log_level(&store, log_level);
-        let ctx = web::Context::new(store.clone(), shared.clone(), catalog.ok(), hub)?;
+        let mqtt_state = Arc::new(mqtt::State::default());
+        let mqtt = mqtt::spawn(mqtt::Parts {
+            store: store.clone(),
+            shared: shared.clone(),
+            catalog: catalog.clone().ok().map(Arc::new),
+            state: mqtt_state.clone(),
+        });
+        let ctx = web::Context::new(store.clone(), shared.clone(), catalog.ok(), hub, mqtt_state)?;
         let addr = store.settings().server.listen.parse()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(web::serve(ctx, addr, async {
@@ -71,6 +78,7 @@ pub fn run(config: &Path, overrides: &[(&str, &str, Json)]) -> anyhow::Result<()
                 let _ = stop_tx.send(());
             }
         }
+        mqtt.stop().await;
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(SHUTDOWN_GRACE);

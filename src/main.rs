@@ -5,9 +5,11 @@ mod bench;
 mod engine;
 #[cfg(feature = "gpu")]
 mod gpu;
+mod hostname;
 mod infer;
 mod logging;
 mod media;
+mod mqtt;
 mod pipeline;
 mod settings;
 mod systemd;

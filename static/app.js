@@ -144,6 +144,9 @@ function showStatus({ status, results }) {
   const input = status.input || {};
   const why = input.error || input.detail;
   $('[data-stat="input"]').textContent = `${input.uri || ''} ${input.state || ''}${why ? `: ${why}` : ''}`;
+  // The broker's state, and why it is in error (refused login, unreachable, ...).
+  const mqtt = status.mqtt || {};
+  $('[data-stat="mqtt"]').textContent = `${mqtt.state || ''}${mqtt.error ? `: ${mqtt.error}` : ''}`;
   showConfigError(status.config && status.config.error ? status.config.error.split('\n') : []);
   for (const [section, model] of Object.entries(status.models || {})) {
     const state = $(`[data-state-for="${section}"]`);

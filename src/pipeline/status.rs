@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -70,7 +71,8 @@ pub struct RuntimeStatus {
 #[derive(Default)]
 pub struct Shared {
     status: RwLock<RuntimeStatus>,
-    results: RwLock<Json>,
+    /// Latest wins: writing never waits for a reader (MQTT follows it).
+    results: watch::Sender<Json>,
     frame: Mutex<Published>,
     published: Condvar,
     /// Where WHIP publishers put the frames the `webrtc` input hands to the pipeline.
@@ -94,10 +96,12 @@ impl Shared {
     }
 
     pub fn results(&self) -> Json {
-        self.results
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.results.borrow().clone()
+    }
+
+    /// Sees each new results object (or the latest, for a reader that falls behind).
+    pub fn watch_results(&self) -> watch::Receiver<Json> {
+        self.results.subscribe()
     }
 
     pub fn update_status(&self, update: impl FnOnce(&mut RuntimeStatus)) {
@@ -105,7 +109,7 @@ impl Shared {
     }
 
     pub fn set_results(&self, results: Json) {
-        *self.results.write().unwrap_or_else(|p| p.into_inner()) = results;
+        self.results.send_replace(results);
     }
 
     /// The latest annotated frame.

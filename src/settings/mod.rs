@@ -11,5 +11,5 @@ pub mod values;
 pub mod watch;
 pub mod writeback;
 
-pub use store::{Event, Store, WriteError};
+pub use store::{Event, Source, Store, WriteError};
 pub use typed::Settings;

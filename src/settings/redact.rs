@@ -2,8 +2,9 @@
 //! REST tree, events, errors, status, the page, logs, metrics) goes through here, so a
 //! camera's password or the API token never leaves the process.
 //!
-//! Two kinds of secret: a whole value (`server.auth_token`) and the password in a URI's
-//! userinfo (`input.uri`, `rtsp://user:password@camera/...`). A write that sends back the
+//! Two kinds of secret: a whole value (`server.auth_token`, `mqtt.password`) and the
+//! password in a URI's userinfo (`input.uri`, `rtsp://user:password@camera/...`; a broker
+//! URL refuses one, but the refusal must not show it). A write that sends back the
 //! masked form keeps the secret it stands for, so a page or script can round-trip the tree.
 
 use serde_json::Value as Json;
@@ -12,9 +13,9 @@ use serde_json::Value as Json;
 pub const MASK: &str = "***";
 
 /// Keys whose whole value is secret.
-const WHOLE: &[&str] = &["server.auth_token"];
+const WHOLE: &[&str] = &["server.auth_token", "mqtt.password"];
 /// Keys holding a URI whose userinfo may carry a password.
-const URIS: &[&str] = &["input.uri"];
+const URIS: &[&str] = &["input.uri", "mqtt.url"];
 
 /// A URI's userinfo, split out: `scheme://` + userinfo + `@rest`.
 pub struct Userinfo<'a> {
@@ -163,6 +164,7 @@ mod tests {
     fn whole_secrets_and_uri_passwords_are_masked_in_values_trees_and_messages() {
         assert_eq!(value("server.auth_token", &json!("t0ken")), json!("***"));
         assert_eq!(value("server.auth_token", &json!("")), json!(""));
+        assert_eq!(value("mqtt.password", &json!("hunter2")), json!("***"));
         assert_eq!(value("server.title", &json!("t0ken")), json!("t0ken"));
         let tree = tree(json!({"input": {"uri": "rtsp://a:pw@cam/x", "fps": 30}}));
         assert_eq!(

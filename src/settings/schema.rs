@@ -44,6 +44,13 @@ pub enum Kind {
     SocketAddr,
     /// An input URI: `webrtc`, `test`, `images:...`, `file:...`, `v4l2:...`, `rtsp://...`.
     InputUri,
+    /// An MQTT broker: `mqtt://host[:port]` or `mqtts://host[:port]`, no credentials.
+    BrokerUrl,
+    /// An MQTT topic prefix: no wildcards, no empty levels at its ends; `empty_ok` when an
+    /// empty value turns the feature off.
+    Topic {
+        empty_ok: bool,
+    },
 }
 
 /// One setting.
@@ -162,8 +169,61 @@ impl Kind {
                     ))
                 }
             }
+            Kind::BrokerUrl => {
+                let s = text(value)?;
+                broker_url(s).map(|_| Json::from(s))
+            }
+            Kind::Topic { empty_ok } => {
+                let s = text(value)?;
+                if s.is_empty() && *empty_ok {
+                    return Ok(Json::from(s));
+                }
+                let bad = s.is_empty()
+                    || s.starts_with('/')
+                    || s.ends_with('/')
+                    || s.starts_with('$')
+                    || s.contains(['+', '#', '\0']);
+                if bad {
+                    Err(format!(
+                        "expected a topic prefix like \"visiond/<hostname>\" (no + or #, no / at either end, not $...), got {value}"
+                    ))
+                } else {
+                    Ok(Json::from(s))
+                }
+            }
         }
     }
+}
+
+/// The scheme (`mqtt` or `mqtts`), host and port of a broker URL, or why it is refused.
+/// Credentials belong in `mqtt.username` and `mqtt.password`, the one place for them.
+pub fn broker_url(s: &str) -> Result<(bool, String, u16), String> {
+    const EXPECTED: &str = "expected mqtt://host[:port] or mqtts://host[:port]";
+    let url = url::Url::parse(s).map_err(|e| format!("{EXPECTED}, got \"{s}\" ({e})"))?;
+    let tls = match url.scheme() {
+        "mqtt" => false,
+        "mqtts" => true,
+        other => return Err(format!("{EXPECTED}, got the scheme \"{other}\"")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{EXPECTED}: put the login in mqtt.username and mqtt.password, not in the URL"
+        ));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{EXPECTED} (no path), got \"{s}\""));
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{EXPECTED}, got \"{s}\" (no host)"))?;
+    // `Url` keeps IPv6 literals bracketed; the socket wants them bare.
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    Ok((tls, host, port))
 }
 
 /// The same test as the OpenAPI description's pattern for `Kind::Origins`.
@@ -303,6 +363,7 @@ fn build_schema() -> Vec<Key> {
     let w = "webrtc";
     let e = "engine";
     let o = "output";
+    let m = "mqtt";
     let mut keys = vec![
         restart_key(s, "listen", Kind::SocketAddr, json!("0.0.0.0:8050"), "address and port of the page, REST and WebRTC signaling"),
         key(s, "title", Kind::Text, json!("visiond"), "title shown on the page"),
@@ -332,6 +393,17 @@ fn build_schema() -> Vec<Key> {
         key(e, "cuda_graphs", Kind::Bool, json!(false), "cuda with frame_on_gpu: capture each model's run once and replay it as a CUDA graph (fewer launches); a model whose outputs have free axes then fails to load"),
         key(e, "fp16", Kind::Bool, json!(true), "tensorrt: build half-precision engines"),
         key(e, "cache_dir", Kind::Text, json!("/var/cache/visiond"), "tensorrt: where built engines and timing caches are kept"),
+        key(m, "enabled", Kind::Bool, json!(false), "publish status, results and events to an MQTT broker, and take settings from it"),
+        key(m, "url", Kind::BrokerUrl, json!("mqtt://localhost:1883"), "mqtt://host[:port] (port 1883), or mqtts://host[:port] (8883) for TLS"),
+        key(m, "ca_file", Kind::Text, json!(""), "mqtts: PEM file of the CA that signed the broker's certificate; empty: the system's CAs"),
+        key(m, "client_id", Kind::Text, json!("visiond-<hostname>"), "MQTT client id; <hostname> is this machine's name"),
+        key(m, "username", Kind::Text, json!(""), "broker login; empty: none"),
+        key(m, "password", Kind::Text, json!(""), "broker password; shown as ***"),
+        key(m, "topic", Kind::Topic { empty_ok: false }, json!("visiond/<hostname>"), "prefix of every topic: <topic>/status, /results, /events, /set/<section>/<key>; <hostname> is this machine's name"),
+        key(m, "results_hz", Kind::Float { min: 0.0, max: 30.0 }, json!(1.0), "how often <topic>/results is published (0..30 per second); 0: events only"),
+        key(m, "retain_status", Kind::Bool, json!(true), "the broker keeps <topic>/status for new subscribers (and the last will's offline)"),
+        key(m, "allow_control", Kind::Bool, json!(false), "with server.auth_token set, still take writes on <topic>/set/...: the broker's ACLs decide who may write"),
+        key(m, "discovery_prefix", Kind::Topic { empty_ok: true }, json!("homeassistant"), "Home Assistant's MQTT discovery prefix; empty: no discovery"),
         key(o, "codec", Kind::Choice(&["h264"]), json!("h264"), "video codec of the WHEP output"),
         key(o, "bitrate", Kind::Int { min: 100_000, max: 50_000_000 }, json!(4_000_000), "bits per second (100000..50000000)"),
     ];
@@ -561,6 +633,24 @@ mod tests {
         let uri = find("input", "uri").unwrap();
         assert!(uri.check(&json!("rtsp://cam/1")).is_ok());
         assert!(uri.check(&json!("ftp://x")).is_err());
+        let broker = find("mqtt", "url").unwrap();
+        assert!(broker.check(&json!("mqtts://broker.lan:8883")).is_ok());
+        assert!(broker.check(&json!("mqtt://[::1]")).is_ok());
+        assert_eq!(
+            broker_url("mqtt://[::1]"),
+            Ok((false, "::1".to_owned(), 1883))
+        );
+        assert!(broker.check(&json!("http://broker")).is_err());
+        assert!(broker.check(&json!("mqtt://broker/path")).is_err());
+        let with_login = broker.check(&json!("mqtt://me:s3cret@broker")).unwrap_err();
+        assert!(!with_login.contains("s3cret"), "{with_login}");
+        let topic = find("mqtt", "topic").unwrap();
+        assert!(topic.check(&json!("site/visiond/cam-1")).is_ok());
+        for bad in ["", "a/#", "a/+/b", "/a", "a/", "$SYS/x"] {
+            assert!(topic.check(&json!(bad)).is_err(), "{bad}");
+        }
+        let discovery = find("mqtt", "discovery_prefix").unwrap();
+        assert!(discovery.check(&json!("")).is_ok());
         assert!(find("background", "color")
             .unwrap()
             .check(&json!("#12345"))

@@ -34,6 +34,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 pub enum Source {
     File,
     Rest,
+    Mqtt,
 }
 
 /// What the store tells its subscribers (the page over SSE, the log level, ...). Values in
@@ -65,6 +66,16 @@ pub enum WriteError {
     FileChanging,
     #[error("the config file could not be written: {0}")]
     Unwritable(String),
+}
+
+impl WriteError {
+    /// The `section.key` the error is about, where it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            WriteError::UnknownKey(key) | WriteError::BadValue { key, .. } => Some(key),
+            _ => None,
+        }
+    }
 }
 
 /// The config's state for `/api/v1/status`.
@@ -215,8 +226,13 @@ impl Store {
         }
     }
 
-    /// Writes `(section, key, value)` edits to the file and applies them, all or nothing.
-    pub fn write(&self, edits: &[(String, String, Json)]) -> Result<(), WriteError> {
+    /// Writes `(section, key, value)` edits to the file and applies them, all or nothing;
+    /// `source` (REST or MQTT) is what the change events name.
+    pub fn write(
+        &self,
+        edits: &[(String, String, Json)],
+        source: Source,
+    ) -> Result<(), WriteError> {
         let writer = lock(&self.writer);
         let mut checked = Vec::with_capacity(edits.len());
         for (section, name, value) in edits {
@@ -248,8 +264,20 @@ impl Store {
             writer.verified = text;
         }
         let written: Vec<usize> = checked.iter().map(|(_, i, _)| *i).collect();
-        self.apply(&mut writer, values, &written, Source::Rest);
+        self.apply(&mut writer, values, &written, source);
         Ok(())
+    }
+
+    /// `write` for async callers (REST, MQTT): it reads, fsyncs and renames the file, so it
+    /// runs off the async workers.
+    pub async fn write_async(
+        self: Arc<Self>,
+        edits: Vec<(String, String, Json)>,
+        source: Source,
+    ) -> Result<(), WriteError> {
+        tokio::task::spawn_blocking(move || self.write(&edits, source))
+            .await
+            .map_err(|e| WriteError::Unwritable(format!("the write failed: {e}")))?
     }
 
     /// Waits until the file on disk is the verified text, so a write never lands on a file

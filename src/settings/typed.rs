@@ -12,6 +12,7 @@ pub struct Settings {
     pub webrtc: Webrtc,
     pub log: Log,
     pub engine: Engine,
+    pub mqtt: Mqtt,
     pub output: Output,
     pub classification: Classification,
     pub detection: Detection,
@@ -68,6 +69,21 @@ pub struct Engine {
     pub cuda_graphs: bool,
     pub fp16: bool,
     pub cache_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mqtt {
+    pub enabled: bool,
+    pub url: String,
+    pub ca_file: String,
+    pub client_id: String,
+    pub username: String,
+    pub password: String,
+    pub topic: String,
+    pub results_hz: f64,
+    pub retain_status: bool,
+    pub allow_control: bool,
+    pub discovery_prefix: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

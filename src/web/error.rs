@@ -41,14 +41,10 @@ impl From<WriteError> for ApiError {
             WriteError::FileBroken(_) | WriteError::FileChanging => StatusCode::CONFLICT,
             WriteError::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let key = match &error {
-            WriteError::UnknownKey(key) | WriteError::BadValue { key, .. } => Some(key.clone()),
-            _ => None,
-        };
         ApiError {
             status,
             message: error.to_string(),
-            key,
+            key: error.key().map(str::to_owned),
         }
     }
 }

@@ -11,7 +11,7 @@ pub struct Hosts {
 impl Hosts {
     pub fn of_this_machine() -> Hosts {
         Hosts {
-            hostname: hostname().to_ascii_lowercase(),
+            hostname: crate::hostname::hostname().to_ascii_lowercase(),
         }
     }
 
@@ -29,18 +29,6 @@ impl Hosts {
             || listed
                 .iter()
                 .any(|l| l.trim_end_matches('.').eq_ignore_ascii_case(&name))
-    }
-}
-
-fn hostname() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most `len` bytes into the buffer it is given.
-    let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(0);
-    if ok {
-        String::from_utf8_lossy(&buffer[..end]).into_owned()
-    } else {
-        String::new()
     }
 }
 

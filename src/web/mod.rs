@@ -38,6 +38,7 @@ pub struct Context {
     pub catalog: Option<Catalog>,
     pub page: page::Page,
     pub webrtc: Arc<Hub>,
+    pub mqtt: Arc<crate::mqtt::State>,
     hosts: host::Hosts,
     status: status::Cache,
 }
@@ -48,6 +49,7 @@ impl Context {
         shared: Arc<Shared>,
         catalog: Option<Catalog>,
         webrtc: Arc<Hub>,
+        mqtt: Arc<crate::mqtt::State>,
     ) -> anyhow::Result<Arc<Context>> {
         Ok(Arc::new(Context {
             store,
@@ -55,6 +57,7 @@ impl Context {
             catalog,
             page: page::Page::new()?,
             webrtc,
+            mqtt,
             hosts: host::Hosts::of_this_machine(),
             status: status::Cache::default(),
         }))

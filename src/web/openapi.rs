@@ -28,12 +28,21 @@ pub fn document() -> Json {
     })
 }
 
+/// An MQTT topic prefix: no wildcards, no `/` at either end, not a `$` topic.
+const TOPIC: &str = "^[^$/+#]([^+#]*[^/+#])?$";
+const TOPIC_OR_EMPTY: &str = "^([^$/+#]([^+#]*[^/+#])?)?$";
+
 fn property_schema(kind: &Kind) -> Json {
     match kind {
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
         Kind::Float { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
         Kind::Text | Kind::SocketAddr | Kind::InputUri => json!({"type": "string"}),
+        Kind::BrokerUrl => json!({"type": "string", "pattern": "^mqtts?://[^/@]+/?$"}),
+        Kind::Topic { empty_ok } => {
+            let pattern = if *empty_ok { TOPIC_OR_EMPTY } else { TOPIC };
+            json!({"type": "string", "pattern": pattern})
+        }
         Kind::Color => json!({"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}),
         Kind::Choice(options) => json!({"type": "string", "enum": options}),
         Kind::Flags(options) => {
@@ -148,7 +157,7 @@ fn paths() -> Json {
     paths.insert(
         "/api/v1/status".into(),
         read(
-            "Config, models, pipeline, input and peers",
+            "Config, models, pipeline, input, peers and mqtt (state: disabled | connecting | connected | error, with error, broker, topic, dropped, control)",
             "status",
             json!({"type": "object"}),
         ),
@@ -166,7 +175,7 @@ fn paths() -> Json {
         read("The model catalog", "catalog", json!({"type": "array"})),
     );
     paths.insert("/api/v1/events".into(), json!({"get": {
-        "summary": "Server-Sent Events: change {key, value, source}, config_error {errors}, config_ok, status {status, results} once a second",
+        "summary": "Server-Sent Events: change {key, value, source: file | rest | mqtt}, config_error {errors}, config_ok, status {status, results} once a second",
         "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}}
     }}));
     paths.insert(

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::Context;
-use crate::settings::schema;
+use crate::settings::{schema, Source};
 use serde_json::Value as Json;
 use std::sync::Arc;
 use warp::http::StatusCode;
@@ -65,14 +65,9 @@ pub async fn patch_config(ctx: Arc<Context>, patch: Json) -> Result<Response, Ap
 }
 
 async fn write(ctx: Arc<Context>, edits: Vec<(String, String, Json)>) -> Result<(), ApiError> {
-    // The write reads, fsyncs and renames the file: keep that off the async workers.
-    let store = ctx.store.clone();
-    let written = tokio::task::spawn_blocking(move || store.write(&edits))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ApiError::from);
+    let written = ctx.store.clone().write_async(edits, Source::Rest).await;
     ctx.status.invalidate();
-    written
+    written.map_err(ApiError::from)
 }
 
 /// Parses a write's body: JSON by content type and by content, else 415.

@@ -21,6 +21,7 @@ pub fn status(ctx: &Context) -> Json {
         "pipeline": runtime.pipeline,
         "input": runtime.input,
         "peers": ctx.webrtc.peers(),
+        "mqtt": ctx.mqtt.get(),
     })
 }
 

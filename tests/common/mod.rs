@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod mqtt;
 pub mod webdriver;
 
 pub const SHIPPED_CONFIG: &str = include_str!("../../etc/visiond/visiond.toml");
