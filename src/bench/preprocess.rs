@@ -41,6 +41,10 @@ pub fn compare(
         let Ok(spec) = InputSpec::of(entry) else {
             continue;
         };
+        if !catalog.path_of(entry).is_file() {
+            println!("| {} | (model file not present) | | | | | |", entry.name);
+            continue;
+        }
         let (mut units, mut levels) = (0f32, 0f32);
         for frame in &frames {
             let (u, l) = difference(&spec, gpu, &stream, frame)?;
