@@ -145,6 +145,8 @@ fn model_input(entry: &vision::catalog::Entry) -> ModelInput {
         shape,
         dtype,
         outputs: entry.outputs.clone(),
+        // Timed on host tensors: the frame-to-outputs times on the GPU are in `preprocess`.
+        from_frames: false,
     }
 }
 

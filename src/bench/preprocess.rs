@@ -72,6 +72,7 @@ pub fn compare(
             shape: spec.shape(),
             dtype: spec.dtype,
             outputs: entry.outputs.clone(),
+            from_frames: true,
         };
         let mut engine = loader(&catalog.path_of(entry), &input)?;
         whole.push((

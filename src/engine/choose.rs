@@ -67,17 +67,19 @@ impl Backend {
 
     fn loader(self, settings: &EngineSettings, threads: usize) -> Arc<Loader> {
         let library = settings.onnxruntime_lib.clone();
-        let on_gpu = onnxruntime::InputOnGpu {
-            input: settings.frame_on_gpu,
-            cuda_graph: settings.frame_on_gpu && settings.cuda_graphs,
-        };
+        let frame_on_gpu = settings.frame_on_gpu;
         match self.provider(settings) {
             None => Arc::new(move |path: &Path, input: &ModelInput| {
                 Ok(Box::new(TractEngine::load(path, input, threads)?) as Box<dyn Engine>)
             }),
             Some(provider) => Arc::new(move |path: &Path, input: &ModelInput| {
                 Ok(Box::new(OrtEngine::load(
-                    path, input, threads, &library, &provider, on_gpu,
+                    path,
+                    input,
+                    threads,
+                    &library,
+                    &provider,
+                    frame_on_gpu,
                 )?) as Box<dyn Engine>)
             }),
         }
@@ -221,6 +223,7 @@ mod tests {
             shape: vec![1],
             dtype: DType::F32,
             outputs: Vec::new(),
+            from_frames: false,
         };
         Ok(falling_back(loaders)(Path::new("model.onnx"), &input)?.placement())
     }

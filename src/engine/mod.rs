@@ -53,6 +53,9 @@ pub struct ModelInput {
     pub dtype: DType,
     /// Output names in the order the task wants them; empty: the model's outputs in order.
     pub outputs: Vec<String>,
+    /// The task fits whole frames into this input (`InputSpec::run`): an engine on a GPU then
+    /// takes it on the device, where the task's kernel writes it.
+    pub from_frames: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -155,6 +155,7 @@ mod tests {
             shape: vec![1, 3, 416, 416],
             dtype: DType::F32,
             outputs: vec!["reg_32".into(), "cls_8".into()],
+            from_frames: false,
         };
         let mut engine = TractEngine::load(&dir.join("nanodet.onnx"), &input, 1).unwrap();
         let outputs = engine

@@ -55,6 +55,8 @@ pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>
             shape: clip.shape(),
             dtype: DType::F32,
             outputs: output,
+            // A clip of frames, stacked on the host.
+            from_frames: false,
         },
     )?;
     Ok(Box::new(Action {

@@ -49,7 +49,7 @@ pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>
             (path, input, name, outputs, true)
         }
     };
-    let engine = ctx.load_picture_model(&path, &input, input_name, outputs)?;
+    let engine = ctx.load_picture_model(&path, &input, (input_name, outputs), true)?;
     Ok(Box::new(Background {
         engine,
         input,

@@ -52,7 +52,7 @@ impl Classifier {
                 (input, name, outputs, path)
             }
         };
-        let engine = ctx.load_picture_model(&path, &input, name, outputs)?;
+        let engine = ctx.load_picture_model(&path, &input, (name, outputs), true)?;
         Ok(Classifier {
             engine,
             input,

@@ -75,7 +75,7 @@ impl Detector {
                 (input, Decoder::Ssd, name, outputs, path)
             }
         };
-        let engine = ctx.load_picture_model(&path, &input, name, outputs)?;
+        let engine = ctx.load_picture_model(&path, &input, (name, outputs), true)?;
         Ok(Detector {
             engine,
             input,

@@ -47,7 +47,8 @@ impl Stage {
         let input = InputSpec::of(entry)?;
         // Landmarks and presence; the palm detector's boxes and scores.
         let outputs = entry.outputs.iter().take(2).cloned().collect();
-        let engine = ctx.load_picture_model(path, &input, entry.input.clone(), outputs)?;
+        // Fed crops and letterboxed palms made on the host, not whole frames.
+        let engine = ctx.load_picture_model(path, &input, (entry.input.clone(), outputs), false)?;
         Ok(Stage { engine, input })
     }
 

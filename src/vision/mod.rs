@@ -51,19 +51,21 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// Loads the picture model at `path`, fed tensors of `input` at tensor `name`, giving
-    /// `outputs` (empty: all, in the file's order).
+    /// `outputs` (empty: all, in the file's order). `from_frames`: the task feeds it whole
+    /// frames through `InputSpec::run` (not crops of its own).
     pub fn load_picture_model(
         &self,
         path: &Path,
         input: &InputSpec,
-        name: String,
-        outputs: Vec<String>,
+        (name, outputs): (String, Vec<String>),
+        from_frames: bool,
     ) -> anyhow::Result<Box<dyn Engine>> {
         let model_input = ModelInput {
             name,
             shape: input.shape(),
             dtype: input.dtype,
             outputs,
+            from_frames,
         };
         (self.loader)(path, &model_input)
     }

@@ -38,8 +38,12 @@ struct MoveNet {
 impl MoveNet {
     fn load(entry: &Entry, path: &Path, ctx: &Context) -> anyhow::Result<MoveNet> {
         let input = InputSpec::of(entry)?;
-        let engine =
-            ctx.load_picture_model(path, &input, entry.input.clone(), entry.outputs.clone())?;
+        let engine = ctx.load_picture_model(
+            path,
+            &input,
+            (entry.input.clone(), entry.outputs.clone()),
+            true,
+        )?;
         Ok(MoveNet {
             engine,
             input,

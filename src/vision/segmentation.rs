@@ -42,7 +42,7 @@ fn catalog_model(
     let input = InputSpec::of(entry)?;
     let (name, outputs) = (entry.input.clone(), entry.outputs.clone());
     let path = ctx.catalog.path_of(entry);
-    let engine = ctx.load_picture_model(&path, &input, name, outputs)?;
+    let engine = ctx.load_picture_model(&path, &input, (name, outputs), true)?;
     let labels = Network::Catalog(entry, path).labels(model, ctx.catalog)?;
     let alignment = match entry.extra.get("align_corners").and_then(|a| a.as_bool()) {
         Some(true) => Alignment::Corners,
@@ -68,7 +68,7 @@ fn catalog_model(
 fn fcn(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Segmentation> {
     let (name, outputs) = custom_layers(model, "", &[]);
     let input = jetson::imagenet_input(path, &name, &[1, 3, 320, 320])?;
-    let engine = ctx.load_picture_model(path, &input, name, outputs)?;
+    let engine = ctx.load_picture_model(path, &input, (name, outputs), true)?;
     let classes_file = match model.labels.trim() {
         "" => jetson::beside(path, "classes.txt"),
         file => Some(PathBuf::from(file)),

@@ -164,7 +164,7 @@ pub struct TrtPose {
 pub fn build(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     let (name, outputs) = custom_layers(model, "", &["cmap", "paf"]);
     let input = jetson::imagenet_input(path, &name, &[1, 3, 224, 224])?;
-    let engine = ctx.load_picture_model(path, &input, name, outputs)?;
+    let engine = ctx.load_picture_model(path, &input, (name, outputs), true)?;
     Ok(Box::new(TrtPose {
         engine,
         input,

@@ -74,11 +74,12 @@ impl Provider {
 
     /// Registers the provider on a session; ONNX Runtime's own error when it cannot start
     /// (its library, CUDA's or TensorRT's missing), never a quiet fall back to the CPU.
-    /// `on_device`: the input is on the GPU (see `OnDevice`); none: the provider's defaults.
+    /// `stream`: the CUDA stream the session computes on, where visiond's kernels queue its
+    /// input (it must outlive the session); none: the provider's own.
     fn register(
         &self,
         builder: &mut SessionBuilder,
-        on_device: Option<OnDevice>,
+        stream: Option<*mut ()>,
     ) -> anyhow::Result<()> {
         // Full fp32, as on the CPU: TensorFloat-32 convolutions are the suspected cause of
         // MoveNet Lightning's keypoints landing 4.8 px from the CPU's (docs/gpu.md; not yet
@@ -87,11 +88,9 @@ impl Provider {
             let cuda = ort::ep::CUDA::default()
                 .with_device_id(device)
                 .with_tf32(false);
-            match on_device {
+            match stream {
                 // SAFETY: the caller keeps the stream alive for as long as the session.
-                Some(on) => {
-                    unsafe { cuda.with_compute_stream(on.stream) }.with_cuda_graph(on.graph)
-                }
+                Some(stream) => unsafe { cuda.with_compute_stream(stream) },
                 None => cuda,
             }
         };
@@ -122,16 +121,6 @@ impl Provider {
             }
         }
     }
-}
-
-/// What a session whose input is on the GPU asks of the CUDA provider.
-#[derive(Clone, Copy)]
-struct OnDevice {
-    /// The CUDA stream the session computes on, where visiond's kernels queue its input; it
-    /// must outlive the session.
-    stream: *mut (),
-    /// Capture the session's run once and replay it as a CUDA graph.
-    graph: bool,
 }
 
 /// Loads the library and registers `provider` on a scratch session: whether it starts here.
@@ -166,16 +155,16 @@ pub struct OrtEngine {
 }
 
 impl OrtEngine {
-    /// Loads `path` for `input` on `provider`. On a GPU provider, `on_gpu` says whether to
-    /// take the input on the device (`Engine::run_filled`) when a GPU is usable here, and
-    /// whether to replay the model as a CUDA graph then.
+    /// Loads `path` for `input` on `provider`. `frame_on_gpu`: on a GPU provider, take an
+    /// input made from whole frames on the device (`Engine::run_filled`) when a GPU is usable
+    /// here.
     pub fn load(
         path: &Path,
         input: &ModelInput,
         threads: usize,
         library: &str,
         provider: &Provider,
-        on_gpu: InputOnGpu,
+        frame_on_gpu: bool,
     ) -> anyhow::Result<OrtEngine> {
         runtime(library)?;
         let environment = environment()?;
@@ -199,18 +188,14 @@ impl OrtEngine {
         #[cfg(feature = "gpu")]
         let stream = provider
             .gpu_device()
-            .filter(|_| on_gpu.input)
+            .filter(|_| frame_on_gpu && input.from_frames)
             .and_then(|device| device::Stream::new(device as usize));
         #[cfg(feature = "gpu")]
-        let on_device = stream.as_ref().map(|stream| OnDevice {
-            stream: stream.raw(),
-            graph: on_gpu.cuda_graph,
-        });
+        provider.register(&mut builder, stream.as_ref().map(device::Stream::raw))?;
         #[cfg(not(feature = "gpu"))]
-        let on_device = None;
+        let _ = frame_on_gpu;
         #[cfg(not(feature = "gpu"))]
-        let _ = on_gpu;
-        provider.register(&mut builder, on_device)?;
+        provider.register(&mut builder, None)?;
         let mut builder = builder
             .with_profiling(profile_prefix())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -253,20 +238,17 @@ impl OrtEngine {
         };
         #[cfg(feature = "gpu")]
         if let Some(stream) = stream {
-            let graph = on_gpu.cuda_graph;
             let bound = device::Input::bind(
                 &engine.session,
                 &engine.input,
                 &engine.outputs,
                 input,
                 &stream,
-                graph,
             );
+            // The session computes on the stream whether or not its input could be bound.
             engine._stream = Some(stream);
             match bound {
                 Ok(bound) => engine.device_input = Some(bound),
-                // A graph replays fixed addresses only: without them the session cannot run.
-                Err(e) if graph => return Err(e.context("CUDA graph (engine.cuda_graphs)")),
                 Err(e) => tracing::warn!("{}: its input stays on the host: {e:#}", path.display()),
             }
         }
@@ -349,14 +331,6 @@ impl Engine for OrtEngine {
     }
 }
 
-/// What a session on a GPU provider does with its input (`[engine] frame_on_gpu`,
-/// `cuda_graphs`); nothing on the CPU.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InputOnGpu {
-    pub input: bool,
-    pub cuda_graph: bool,
-}
-
 /// The outputs `names`, copied out of ONNX Runtime's values.
 fn host_tensors(
     outputs: &ort::session::SessionOutputs<'_>,
@@ -404,9 +378,9 @@ mod tests {
             shape: vec![1, 192, 192, 3],
             dtype: DType::I32,
             outputs: vec![],
+            from_frames: false,
         };
-        let on_gpu = InputOnGpu::default();
-        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu, on_gpu) else {
+        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu, false) else {
             panic!("libonnxruntime.so is missing: run tools/fetch-onnxruntime")
         };
         let placement = ort.placement();
