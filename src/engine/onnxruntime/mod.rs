@@ -65,6 +65,7 @@ pub enum Provider {
 
 impl Provider {
     /// The CUDA device of a GPU provider.
+    #[cfg(feature = "gpu")]
     fn gpu_device(&self) -> Option<i32> {
         match self {
             Provider::Cpu => None,
@@ -192,8 +193,9 @@ impl OrtEngine {
             .and_then(|device| device::Stream::new(device as usize));
         #[cfg(feature = "gpu")]
         provider.register(&mut builder, stream.as_ref().map(device::Stream::raw))?;
+        // Without the GPU feature every input is a host tensor.
         #[cfg(not(feature = "gpu"))]
-        let _ = frame_on_gpu;
+        let _ = (frame_on_gpu, input.from_frames);
         #[cfg(not(feature = "gpu"))]
         provider.register(&mut builder, None)?;
         let mut builder = builder
