@@ -177,11 +177,13 @@ function showLegend(element, { classes, colors }) {
   element.replaceChildren(...items);
 }
 
-// The provider the session really runs on, and how much of the graph was left to the CPU.
+// The provider the session really runs on, how much of the graph was left to the CPU, and
+// whether its input is made on the GPU (engine.frame_on_gpu).
 function placementText(model) {
   const onCpu = model.cpu_nodes ? `, ${model.cpu_nodes} of ${model.nodes} nodes on the CPU` : '';
+  const input = model.input_on_gpu ? ', input made on the GPU' : '';
   const fallback = model.fallback ? ` (${model.fallback})` : '';
-  return `${model.provider}${onCpu}${fallback}`;
+  return `${model.provider}${onCpu}${input}${fallback}`;
 }
 
 // EventSource cannot send the token that auth_viewers asks for: with a token saved the
