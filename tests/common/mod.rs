@@ -213,7 +213,9 @@ impl Server {
         call(request, body)
     }
 
-    /// Waits until `check` holds for the property's value, or fails after `limit`.
+    /// Waits until `check` holds for the property's value, or fails after `limit`. A request
+    /// that fails on the way (a connection reset on a loaded machine) counts as "not yet";
+    /// a server that has exited fails the wait at once, with its log.
     pub fn wait_for(
         &self,
         path: &str,
@@ -222,16 +224,41 @@ impl Server {
     ) -> serde_json::Value {
         let deadline = Instant::now() + limit;
         loop {
-            let value = self.get_json(path);
-            if check(&value) {
-                return value;
-            }
+            let last = match ureq::get(&self.url(path)).call() {
+                Ok(response) => {
+                    let body = response.into_string().unwrap_or_default();
+                    let value: serde_json::Value = serde_json::from_str(&body)
+                        .unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
+                    if check(&value) {
+                        return value;
+                    }
+                    value.to_string()
+                }
+                Err(ureq::Error::Status(code, response)) => {
+                    let body = response.into_string().unwrap_or_default();
+                    panic!("GET {path}: {code}: {body}")
+                }
+                Err(e) => {
+                    assert!(
+                        self.is_running(),
+                        "visiond exited; its log:\n{}",
+                        self.log_text()
+                    );
+                    format!("unanswered ({e})")
+                }
+            };
             assert!(
                 Instant::now() < deadline,
-                "{path} is still {value} after {limit:?}"
+                "{path} is still {last} after {limit:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the process still runs (not exited and waiting to be reaped).
+    fn is_running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .is_ok_and(|stat| !stat.contains(") Z "))
     }
 
     pub fn signal(&self, signal: &str) {
