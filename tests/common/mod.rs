@@ -70,9 +70,10 @@ impl Server {
         fd_limit: Option<u64>,
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let mut port = free_port();
         let config = dir.path().join("visiond.toml");
-        std::fs::write(&config, edit(config_text(port))).unwrap();
+        let text = edit(config_text(port));
+        std::fs::write(&config, &text).unwrap();
         let log = dir.path().join("visiond.log");
         let mut binary = PathBuf::from(env!("CARGO_BIN_EXE_visiond"));
         let unprivileged = unprivileged && is_root();
@@ -106,17 +107,32 @@ impl Server {
             chown_recursive(dir.path(), NOBODY);
             command.uid(NOBODY).gid(NOBODY);
         }
-        let child = command.spawn().expect("start visiond");
-        let server = Server {
-            child,
+        let mut server = Server {
+            child: command.spawn().expect("start visiond"),
             dir,
             config,
             port,
             log,
             args: args.iter().map(|a| a.to_string()).collect(),
         };
-        server.wait_ready();
-        server
+        // The free port may have gone to another test's server in between (one restarted
+        // on its port): then this one cannot listen, and starts again on another port.
+        for _ in 0..3 {
+            if server.wait_ready() {
+                return server;
+            }
+            let new_port = free_port();
+            let moved = text.replace(
+                &format!("127.0.0.1:{port}"),
+                &format!("127.0.0.1:{new_port}"),
+            );
+            std::fs::write(&server.config, moved).unwrap();
+            port = new_port;
+            server.port = port;
+            command.stderr(std::fs::File::create(&server.log).unwrap());
+            server.child = command.spawn().expect("start visiond");
+        }
+        panic!("visiond found no free port; log:\n{}", server.log_text());
     }
 
     /// Kills the process with SIGKILL, as a power cut or the OOM killer would, and starts a
@@ -133,16 +149,25 @@ impl Server {
             .stderr(std::fs::File::create(&self.log).unwrap())
             .spawn()
             .expect("restart visiond");
-        self.wait_ready();
+        assert!(self.wait_ready(), "its port was taken: {}", self.log_text());
     }
 
-    fn wait_ready(&self) {
+    /// Waits until this process serves its port (its own log says so: another test's server
+    /// could be listening there); false when it exited because the port was taken.
+    fn wait_ready(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             // Listening is enough: with auth_viewers status answers 401, with TLS plain
             // HTTP gets nothing.
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if self.log_text().contains("serving ")
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                return true;
+            }
+            if !self.is_running() {
+                let log = self.log_text();
+                assert!(log.contains("cannot listen"), "visiond exited; log:\n{log}");
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
