@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 /// The stream a GPU session computes on, and its GPU. ONNX Runtime uses it until the session
 /// is released: whoever holds the session drops this after it.
+#[derive(Clone)]
 pub struct Stream {
     gpu: &'static Gpu,
     stream: Arc<CudaStream>,
@@ -47,8 +48,7 @@ pub struct Input {
     _tensor: DynTensor,
     address: u64,
     output_names: Vec<String>,
-    gpu: &'static Gpu,
-    stream: Arc<CudaStream>,
+    stream: Stream,
 }
 
 impl Input {
@@ -80,15 +80,14 @@ impl Input {
             _tensor: tensor,
             address,
             output_names: outputs.to_vec(),
-            gpu: stream.gpu,
-            stream: stream.stream.clone(),
+            stream: stream.clone(),
         })
     }
 
     /// Lets `fill` write the input on the session's stream, runs the session on it, and
     /// returns the outputs on the host.
     pub fn run(&self, session: &mut Session, fill: &mut Fill<'_>) -> anyhow::Result<Vec<Tensor>> {
-        fill(self.gpu, self.address, &self.stream)?;
+        fill(self.stream.gpu, self.address, &self.stream.stream)?;
         let outputs = session.run_binding(&self.binding)?;
         host_tensors(&outputs, &self.output_names)
     }

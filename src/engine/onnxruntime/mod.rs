@@ -9,11 +9,11 @@ use ort::session::builder::SessionBuilder;
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 #[cfg(feature = "gpu")]
 mod device;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 /// The library can be loaded once per process; the first successful path wins.
 static RUNTIME: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> =
@@ -82,9 +82,9 @@ impl Provider {
         builder: &mut SessionBuilder,
         stream: Option<*mut ()>,
     ) -> anyhow::Result<()> {
-        // Full fp32, as on the CPU: TensorFloat-32 convolutions are the suspected cause of
-        // MoveNet Lightning's keypoints landing 4.8 px from the CPU's (docs/gpu.md; not yet
-        // re-run without). Half precision is TensorRT's, by choice (`fp16`).
+        // Full fp32, as on the CPU: with TensorFloat-32 convolutions MoveNet Lightning's
+        // keypoints landed 4.8 px from the CPU's, without them 0.00 px (docs/gpu.md, runs of
+        // 2026-12-02 and 12-03). Half precision is TensorRT's, by choice (`fp16`).
         let cuda = |device| {
             let cuda = ort::ep::CUDA::default()
                 .with_device_id(device)
