@@ -6,6 +6,8 @@
 //! `visiond bench --webrtc` measures the WebRTC path instead (see `webrtc`).
 
 #[cfg(feature = "gpu")]
+mod layers;
+#[cfg(feature = "gpu")]
 mod preprocess;
 pub mod reload;
 pub mod webrtc;
@@ -182,6 +184,19 @@ fn median_ms(mut engine: Box<dyn Engine>, input: &Tensor, iterations: usize) -> 
     median(&mut times)
 }
 
+/// The median milliseconds of `iterations` runs of `work`, after one unmeasured run.
+#[cfg(feature = "gpu")]
+fn timed(iterations: usize, mut work: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    work()?;
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        work()?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(median(&mut times))
+}
+
 fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -297,9 +312,8 @@ fn pipeline_rate(
             anyhow::bail!(failure);
         }
         let processed = start.elapsed().as_secs_f64() * 1000.0;
-        for (_, task) in &tasks {
-            task.draw(&mut annotated, &settings);
-        }
+        let drawn: Vec<&dyn vision::Task> = tasks.iter().map(|(_, task)| task.as_ref()).collect();
+        vision::draw(&drawn, &mut annotated, &settings);
         if i >= warm_up {
             let frame_ms = start.elapsed().as_secs_f64() * 1000.0;
             frames.push((frame_ms, stopwatch.ms(), processed));
@@ -342,6 +356,12 @@ fn pipeline_rate(
         median(&mut frame_ms),
         1000.0 / frame_mean,
     );
+    #[cfg(feature = "gpu")]
+    if on_gpu && frame_on_gpu {
+        if let Err(e) = layers::compare(&mut tasks, &frame, &settings, options.iterations) {
+            println!("\nOverlays on the GPU: not compared: {e:#}");
+        }
+    }
     Ok(())
 }
 

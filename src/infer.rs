@@ -52,9 +52,8 @@ pub fn run(request: &Request) -> anyhow::Result<()> {
             }
             results[*section] = task.result();
         }
-        for (_, task) in &tasks {
-            task.draw(&mut frame, &settings);
-        }
+        let drawn: Vec<&dyn Task> = tasks.iter().map(|(_, task)| task.as_ref()).collect();
+        vision::draw(&drawn, &mut frame, &settings);
         if let Some(out) = request.out {
             let name = path.file_name().context("a picture path has a file name")?;
             frame.save(&out.join(name))?;

@@ -4,7 +4,7 @@
 //! the time of each at 1280x720; then each model from a 1280x720 frame to its outputs on the
 //! host, with the frame on the GPU and with a host tensor.
 
-use super::median;
+use super::timed;
 use crate::engine::{DType, Engine, Loader, ModelInput};
 use crate::gpu::Gpu;
 use crate::media::{images, Frame};
@@ -13,7 +13,6 @@ use crate::vision::preprocess::InputSpec;
 use cudarc::driver::{CudaStream, DevicePtrMut};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub fn compare(
     catalog: &Catalog,
@@ -121,7 +120,7 @@ fn end_to_end(
 /// model's units, and in pixel levels (times the normalisation's std).
 fn difference(
     spec: &InputSpec,
-    gpu: &Gpu,
+    gpu: &'static Gpu,
     stream: &Arc<CudaStream>,
     frame: &Frame,
 ) -> anyhow::Result<(f32, f32)> {
@@ -157,17 +156,6 @@ fn difference(
 }
 
 /// The median milliseconds of `work` over `iterations` runs after one unmeasured run.
-fn timed(iterations: usize, mut work: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    work()?;
-    let mut times = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let start = Instant::now();
-        work()?;
-        times.push(start.elapsed().as_secs_f64() * 1000.0);
-    }
-    Ok(median(&mut times))
-}
-
 /// The test pictures (tests/data/*.jpg), from the checkout bench runs in.
 fn pictures() -> anyhow::Result<Vec<PathBuf>> {
     let mut pictures: Vec<PathBuf> = std::fs::read_dir("tests/data")

@@ -67,8 +67,8 @@ pub enum DType {
 /// Writes a model's input in place on the GPU: given the GPU, the input tensor's device
 /// address and the session's stream, queues the work that fills it.
 #[cfg(feature = "gpu")]
-pub type Fill<'a> =
-    dyn FnMut(&crate::gpu::Gpu, u64, &cudarc::driver::CudaStream) -> anyhow::Result<()> + 'a;
+pub type Fill<'a> = dyn FnMut(&'static crate::gpu::Gpu, u64, &cudarc::driver::CudaStream) -> anyhow::Result<()>
+    + 'a;
 
 /// A loaded model, ready to run. One per task; used from the pipeline thread only.
 pub trait Engine: Send {

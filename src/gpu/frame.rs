@@ -7,6 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 /// The pixels (RGB, 8 bits a channel, rows packed) in device memory.
 pub struct OnGpu {
+    /// The GPU it is on.
+    pub gpu: &'static Gpu,
     pub pixels: CudaSlice<u8>,
     pub width: u32,
     pub height: u32,
@@ -36,7 +38,7 @@ impl DeviceCopy {
     /// side wait for the one upload).
     pub fn get(
         &self,
-        gpu: &Gpu,
+        gpu: &'static Gpu,
         width: u32,
         height: u32,
         rgb: &[u8],
@@ -46,6 +48,7 @@ impl DeviceCopy {
                 upload(gpu, rgb)
                     .map(|(pixels, uploaded)| {
                         Arc::new(OnGpu {
+                            gpu,
                             pixels,
                             width,
                             height,
@@ -56,6 +59,11 @@ impl DeviceCopy {
             })
             .clone()
             .map_err(anyhow::Error::msg)
+    }
+
+    /// The copy, if a model made one (and it went up).
+    pub fn made(&self) -> Option<Arc<OnGpu>> {
+        self.0.get()?.as_ref().ok().cloned()
     }
 
     /// Drops the copy: the frame's pixels are about to change (overlays are drawn).

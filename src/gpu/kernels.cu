@@ -87,3 +87,139 @@ extern "C" __global__ void fit_resize_pack(const Fit f) {
         }
     }
 }
+
+// What `paint_layers` needs; the same layout as `Layers` in src/vision/layer/gpu.rs. The
+// layers are those of vision::layer, painted in one pass: the backdrop, then the tint.
+struct Layers {
+    unsigned long long frame;     // RGB in
+    unsigned long long out;       // RGB out, the same size
+    int width, height;
+    // 0: no backdrop; 1: a flat colour; 2: a picture of the frame's size; 3: the blurred frame
+    int backdrop;
+    unsigned long long mask;      // person probabilities, f32, mask_w x mask_h
+    int mask_w, mask_h;
+    float edge_low, edge_high;    // probabilities between them blend person and backdrop
+    int color[3];
+    unsigned long long picture;   // RGB
+    unsigned long long blurred;   // f32 x 3 a cell, blurred_w x blurred_h
+    int blurred_w, blurred_h;
+    // 0: no tint; else class ids (u8, ids_w x ids_h) coloured by `palette` (f32 x 4 a class:
+    // premultiplied RGB and alpha), nearest cell (`tint_point`) or bilinear
+    int tint;
+    unsigned long long ids;
+    int ids_w, ids_h;
+    int tint_point;
+    unsigned long long palette;
+};
+
+// Where frame pixel `x` samples a `grid`-cell axis: vision::mask's `taps`.
+struct Tap { int low, high; float weight; };
+
+__device__ Tap grid_tap(int x, int frame, int grid, int point) {
+    float scale = (float)grid / (float)(frame > 1 ? frame : 1);
+    float centre = ((float)x + 0.5f) * scale;
+    float last = (float)(grid - 1);
+    Tap t;
+    if (point) {
+        float p = fminf(fmaxf(floorf(centre), 0.0f), last);
+        t.low = t.high = min((int)roundf(p), grid - 1);
+        t.weight = 0.0f;
+    } else {
+        float p = fminf(fmaxf(centre - 0.5f, 0.0f), last);
+        t.low = (int)p;
+        t.high = min(t.low + 1, grid - 1);
+        t.weight = p - (float)t.low;
+    }
+    return t;
+}
+
+__device__ float mix(float a, float b, float t) { return a + (b - a) * t; }
+
+// vision::mask's `to_byte`: rounded, saturated.
+__device__ unsigned char to_byte(float v) {
+    float t = v + 0.5f;
+    return !(t > 0.0f) ? 0 : (t >= 255.0f ? 255 : (unsigned char)t);
+}
+
+// A grid's value between four cells, rows blended first as the CPU's `Grid::paint` does.
+__device__ float sample(const float* cells, int width, int channels, int c, Tap tx, Tap ty) {
+    float low = mix(cells[(ty.low * width + tx.low) * channels + c],
+                    cells[(ty.high * width + tx.low) * channels + c], ty.weight);
+    float high = mix(cells[(ty.low * width + tx.high) * channels + c],
+                     cells[(ty.high * width + tx.high) * channels + c], ty.weight);
+    return mix(low, high, tx.weight);
+}
+
+// One thread a frame pixel: read it once, paint every layer, write it once.
+extern "C" __global__ void paint_layers(const Layers l) {
+    int x = blockIdx.x * blockDim.x + threadIdx.x;
+    int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= l.width || y >= l.height) return;
+    unsigned long long at = ((unsigned long long)y * l.width + x) * 3;
+    const unsigned char* in = (const unsigned char*)l.frame + at;
+    unsigned char px[3] = {in[0], in[1], in[2]};
+    if (l.backdrop) {
+        Tap tx = grid_tap(x, l.width, l.mask_w, 0), ty = grid_tap(y, l.height, l.mask_h, 0);
+        float p = sample((const float*)l.mask, l.mask_w, 1, 0, tx, ty);
+        float person = fminf(fmaxf((p - l.edge_low) / (l.edge_high - l.edge_low), 0.0f), 1.0f);
+        if (person < 1.0f) {
+            unsigned char r[3];
+            for (int c = 0; c < 3; c++) {
+                if (l.backdrop == 1) {
+                    r[c] = (unsigned char)l.color[c];
+                } else if (l.backdrop == 2) {
+                    r[c] = ((const unsigned char*)l.picture)[at + c];
+                } else {
+                    Tap bx = grid_tap(x, l.width, l.blurred_w, 0);
+                    Tap by = grid_tap(y, l.height, l.blurred_h, 0);
+                    r[c] = to_byte(sample((const float*)l.blurred, l.blurred_w, 3, c, bx, by));
+                }
+            }
+            for (int c = 0; c < 3; c++) {
+                px[c] = person <= 0.0f ? r[c]
+                                       : to_byte((float)px[c] * person + (float)r[c] * (1.0f - person));
+            }
+        }
+    }
+    if (l.tint) {
+        Tap tx = grid_tap(x, l.width, l.ids_w, l.tint_point);
+        Tap ty = grid_tap(y, l.height, l.ids_h, l.tint_point);
+        const unsigned char* ids = (const unsigned char*)l.ids;
+        const float* palette = (const float*)l.palette;
+        float cells[4][4];  // the four cells' colours: (low, low), (low, high) in x, then high rows
+        int corners[4] = {ty.low * l.ids_w + tx.low, ty.low * l.ids_w + tx.high,
+                          ty.high * l.ids_w + tx.low, ty.high * l.ids_w + tx.high};
+        for (int k = 0; k < 4; k++)
+            for (int c = 0; c < 4; c++) cells[k][c] = palette[ids[corners[k]] * 4 + c];
+        float v[4];
+        for (int c = 0; c < 4; c++) {
+            float low = mix(cells[0][c], cells[2][c], ty.weight);
+            float high = mix(cells[1][c], cells[3][c], ty.weight);
+            v[c] = mix(low, high, tx.weight);
+        }
+        if (v[3] > 0.0f) {
+            for (int c = 0; c < 3; c++) px[c] = to_byte((float)px[c] * (1.0f - v[3]) + v[c]);
+        }
+    }
+    unsigned char* out = (unsigned char*)l.out + at;
+    out[0] = px[0];
+    out[1] = px[1];
+    out[2] = px[2];
+}
+
+// One cell of a box blur of `radius` along rows (`along_columns` 0) or columns, edges
+// repeating the last cell: the blur mode's (vision::layer::blur) small picture, 3 floats a
+// cell.
+extern "C" __global__ void box_blur(const float* in, float* out, int width, int height,
+                                    int radius, int along_columns) {
+    int x = blockIdx.x * blockDim.x + threadIdx.x;
+    int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= width || y >= height) return;
+    float sum[3] = {0.0f, 0.0f, 0.0f};
+    for (int i = -radius; i <= radius; i++) {
+        int cx = along_columns ? x : clamp_int(x + i, 0, width - 1);
+        int cy = along_columns ? clamp_int(y + i, 0, height - 1) : y;
+        for (int c = 0; c < 3; c++) sum[c] += in[(cy * width + cx) * 3 + c];
+    }
+    for (int c = 0; c < 3; c++) out[(y * width + x) * 3 + c] = sum[c] / (float)(2 * radius + 1);
+}

@@ -1,9 +1,16 @@
-// kernels.cu's `fit_resize_pack` run on the CPU, one output pixel at a time, so that a test
-// without a GPU can hold the kernel's arithmetic against the CPU path (vision::preprocess).
-// stdin: the kernel's `Fit` as its bytes (frame and out left 0), then the frame's RGB bytes;
-// stdout: the output tensor, 4 bytes an element.
+// kernels.cu's kernels run on the CPU, one thread's work at a time, so that a test without
+// a GPU can hold the kernels' arithmetic against the CPU path they stand in for.
+//   kernels-on-cpu fit: stdin the kernel's `Fit` as its bytes (frame and out left 0), then
+//     the frame's RGB; stdout the output tensor, 4 bytes an element (vision::preprocess).
+//   kernels-on-cpu layers: stdin `Layers` as its bytes (addresses left 0), the frame's RGB,
+//     then what its layers read, in the struct's order: the mask (f32), the picture (RGB) or
+//     the blurred cells (f32 x 3), the class ids (u8), and to the end the palette (f32 x 4);
+//     stdout the painted RGB (vision::layer).
+//   kernels-on-cpu blur WIDTH HEIGHT RADIUS ALONG_COLUMNS: stdin and stdout f32 x 3 cells.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #define __device__ static
@@ -11,22 +18,82 @@
 struct Index { unsigned x, y; };
 static Index blockIdx, blockDim = {1, 1}, threadIdx = {0, 0};
 static int __float2int_rn(float v) { return (int)std::nearbyint(v); }
+static int min(int a, int b) { return a < b ? a : b; }
 
 #include "kernels.cu"
 
-int main() {
+template <typename T> static bool read_all(std::vector<T>& into, size_t count) {
+    into.resize(count);
+    return fread(into.data(), sizeof(T), count, stdin) == count;
+}
+
+template <typename T> static int write_all(const std::vector<T>& from) {
+    return fwrite(from.data(), sizeof(T), from.size(), stdout) == from.size() ? 0 : 4;
+}
+
+// Every thread of a `width` x `height` launch, in turn.
+template <typename F> static void each_thread(int width, int height, F run) {
+    for (int y = 0; y < height; y++) {
+        for (int x = 0; x < width; x++) {
+            blockIdx = {(unsigned)x, (unsigned)y};
+            run();
+        }
+    }
+}
+
+static int fit() {
     Fit f;
+    std::vector<unsigned char> frame;
     if (fread(&f, sizeof f, 1, stdin) != 1) return 2;
-    std::vector<unsigned char> frame((size_t)f.frame_w * f.frame_h * 3);
-    if (fread(frame.data(), 1, frame.size(), stdin) != frame.size()) return 3;
+    if (!read_all(frame, (size_t)f.frame_w * f.frame_h * 3)) return 3;
     std::vector<unsigned> out((size_t)f.out_w * f.out_h * 3);
     f.frame = (unsigned long long)frame.data();
     f.out = (unsigned long long)out.data();
-    for (int y = 0; y < f.out_h; y++) {
-        for (int x = 0; x < f.out_w; x++) {
-            blockIdx = {(unsigned)x, (unsigned)y};
-            fit_resize_pack(f);
-        }
+    each_thread(f.out_w, f.out_h, [&] { fit_resize_pack(f); });
+    return write_all(out);
+}
+
+static int layers() {
+    Layers l;
+    std::vector<unsigned char> frame, picture, ids;
+    std::vector<float> mask, blurred, palette;
+    if (fread(&l, sizeof l, 1, stdin) != 1) return 2;
+    size_t pixels = (size_t)l.width * l.height;
+    if (!read_all(frame, pixels * 3)) return 3;
+    if (l.backdrop && !read_all(mask, (size_t)l.mask_w * l.mask_h)) return 3;
+    if (l.backdrop == 2 && !read_all(picture, pixels * 3)) return 3;
+    if (l.backdrop == 3 && !read_all(blurred, (size_t)l.blurred_w * l.blurred_h * 3)) return 3;
+    if (l.tint) {
+        if (!read_all(ids, (size_t)l.ids_w * l.ids_h)) return 3;
+        float value;
+        while (fread(&value, sizeof value, 1, stdin) == 1) palette.push_back(value);
     }
-    return fwrite(out.data(), 4, out.size(), stdout) == out.size() ? 0 : 4;
+    std::vector<unsigned char> out(pixels * 3);
+    l.frame = (unsigned long long)frame.data();
+    l.out = (unsigned long long)out.data();
+    l.mask = (unsigned long long)mask.data();
+    l.picture = (unsigned long long)picture.data();
+    l.blurred = (unsigned long long)blurred.data();
+    l.ids = (unsigned long long)ids.data();
+    l.palette = (unsigned long long)palette.data();
+    each_thread(l.width, l.height, [&] { paint_layers(l); });
+    return write_all(out);
+}
+
+static int blur(char** args) {
+    int width = atoi(args[0]), height = atoi(args[1]);
+    int radius = atoi(args[2]), along_columns = atoi(args[3]);
+    std::vector<float> in, out((size_t)width * height * 3);
+    if (!read_all(in, out.size())) return 3;
+    each_thread(width, height,
+                [&] { box_blur(in.data(), out.data(), width, height, radius, along_columns); });
+    return write_all(out);
+}
+
+int main(int argc, char** argv) {
+    if (argc == 2 && !strcmp(argv[1], "fit")) return fit();
+    if (argc == 2 && !strcmp(argv[1], "layers")) return layers();
+    if (argc == 6 && !strcmp(argv[1], "blur")) return blur(argv + 2);
+    fprintf(stderr, "usage: kernels-on-cpu fit | layers | blur WIDTH HEIGHT RADIUS ALONG_COLUMNS\n");
+    return 1;
 }

@@ -2,10 +2,12 @@
 //! both loaded at run time, so the same binary starts on a machine without them and runs the
 //! CPU path there.
 //!
-//! A frame goes up once (`frame::Copy`, through pinned memory); each model's
+//! A frame goes up once (`frame::DeviceCopy`, through pinned memory); each model's
 //! pre-processing is then a kernel (`vision::preprocess::gpu`) that writes straight into the
 //! model's input tensor, which ONNX Runtime owns on the device and reads in place
-//! (`engine::onnxruntime`, IoBinding on the session's own stream). docs/gpu.md shows the flow.
+//! (`engine::onnxruntime`, IoBinding on the session's own stream). The full-frame overlays
+//! are painted there too (`vision::layer::gpu`), and the finished frame comes down once for
+//! the encoder. docs/gpu.md shows the flow.
 
 pub mod frame;
 
@@ -21,6 +23,11 @@ pub struct Gpu {
     pub context: Arc<CudaContext>,
     /// `fit_resize_pack`: a model's whole pre-processing (vision::preprocess::gpu).
     pub fit: CudaFunction,
+    /// `paint_layers` and `box_blur`: the full-frame overlays (vision::layer::gpu).
+    pub paint_layers: CudaFunction,
+    pub box_blur: CudaFunction,
+    /// The overlays are painted on it, after every model's stream has read the frame.
+    pub draw: Arc<CudaStream>,
     /// Frames are copied here first: the driver copies pinned memory to the device
     /// asynchronously and at full speed.
     staging: Mutex<Option<cudarc::driver::PinnedHostSlice<u8>>>,
@@ -70,12 +77,20 @@ impl Gpu {
         let upload = context
             .new_stream()
             .map_err(|e| format!("cannot create a CUDA stream: {e}"))?;
-        let fit = module
-            .load_function("fit_resize_pack")
-            .map_err(|e| format!("kernel fit_resize_pack: {e}"))?;
+        let function = |name: &str| {
+            module
+                .load_function(name)
+                .map_err(|e| format!("kernel {name}: {e}"))
+        };
+        let draw = context
+            .new_stream()
+            .map_err(|e| format!("cannot create a CUDA stream: {e}"))?;
         Ok(Gpu {
+            fit: function("fit_resize_pack")?,
+            paint_layers: function("paint_layers")?,
+            box_blur: function("box_blur")?,
+            draw,
             context,
-            fit,
             staging: Mutex::new(None),
             upload,
         })
@@ -87,6 +102,56 @@ impl Gpu {
         self.context
             .new_stream()
             .map_err(|e| anyhow::anyhow!("cannot create a CUDA stream: {e}"))
+    }
+}
+
+/// kernels.cu run on the CPU (kernels_on_cpu.cpp, built once with the system's C++
+/// compiler), so that tests without a GPU hold each kernel against its CPU twin.
+#[cfg(test)]
+pub fn kernels_on_cpu(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    static PROGRAM: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let program = PROGRAM.get_or_init(|| {
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/src/gpu/kernels_on_cpu.cpp");
+        let dir = std::env::temp_dir().join(format!("visiond-kernels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("kernels-on-cpu");
+        let built = Command::new("c++")
+            .args(["-O2", "-o"])
+            .arg(&program)
+            .arg(source)
+            .status()
+            .expect("a C++ compiler (c++)");
+        assert!(built.success(), "cannot build {source}");
+        program
+    });
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Written from another thread: the program answers while it reads.
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "kernels-on-cpu {args:?}: {:?}",
+        output.status
+    );
+    output.stdout
+}
+
+/// A value's bytes, as a kernel's parameters go to `kernels_on_cpu`.
+#[cfg(test)]
+pub fn bytes_of<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: the kernels' parameter structs are plain numbers in the C layout.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
     }
 }
 

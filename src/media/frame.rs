@@ -84,9 +84,15 @@ impl Frame {
     #[cfg(feature = "gpu")]
     pub fn on_gpu(
         &self,
-        gpu: &crate::gpu::Gpu,
+        gpu: &'static crate::gpu::Gpu,
     ) -> anyhow::Result<std::sync::Arc<crate::gpu::frame::OnGpu>> {
         self.device.get(gpu, self.width, self.height, &self.rgb)
+    }
+
+    /// The GPU copy, if a model made one: the frame is on the GPU already.
+    #[cfg(feature = "gpu")]
+    pub fn gpu_copy(&self) -> Option<std::sync::Arc<crate::gpu::frame::OnGpu>> {
+        self.device.made()
     }
 
     /// Drops the GPU copy, if any: the pixels are about to change.

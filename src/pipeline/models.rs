@@ -227,17 +227,12 @@ impl Models {
 
     /// Draws every task's last result, in `vision::DRAW_ORDER`.
     pub fn draw(&self, frame: &mut crate::media::Frame, settings: &Settings) {
-        frame.forget_gpu_copy();
-        for section in vision::DRAW_ORDER {
-            if let Some(Some((_, task))) = self
-                .slots
-                .iter()
-                .find(|s| s.section == section)
-                .map(|s| s.task.as_ref())
-            {
-                task.draw(frame, settings);
-            }
-        }
+        let tasks: Vec<&dyn vision::Task> = vision::DRAW_ORDER
+            .iter()
+            .filter_map(|section| self.slots.iter().find(|s| s.section == *section))
+            .filter_map(|slot| slot.task.as_ref().map(|(_, task)| task.as_ref()))
+            .collect();
+        vision::draw(&tasks, frame, settings);
     }
 
     pub fn results(&self) -> serde_json::Map<String, serde_json::Value> {

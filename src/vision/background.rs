@@ -4,9 +4,9 @@
 //! colour, the frame blurred, or a picture. The mask's probability gives soft edges.
 
 use super::jetson;
-use super::mask::{self, Filter, Grid};
+use super::layer::{Backdrop, Layer};
+use super::mask::{self, Grid};
 use super::preprocess::{resize, InputSpec};
-use super::scores::ramp;
 use super::{custom_layers, resolve, score_json, Context, Network, Task};
 use crate::engine::Engine;
 use crate::media::Frame;
@@ -14,15 +14,6 @@ use crate::settings::Settings;
 use anyhow::Context as _;
 use serde_json::{json, Value as Json};
 use std::path::Path;
-
-/// Probabilities between these blend person and background; above, the person's pixels
-/// stay as they are, below they are replaced.
-const EDGE: (f32, f32) = (0.3, 0.7);
-/// Blur mode: the frame is shrunk this many times, box-blurred there (cheap), and
-/// stretched back bilinearly, which smooths it further.
-const BLUR_SHRINK: u32 = 8;
-const BLUR_RADIUS: usize = 2;
-const BLUR_PASSES: usize = 3;
 
 pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     let model = &settings.background.model;
@@ -84,25 +75,22 @@ impl Task for Background {
         Ok(())
     }
 
-    fn draw(&self, frame: &mut Frame, settings: &Settings) {
-        let Some(mask) = &self.mask else {
-            return;
-        };
+    fn layer(&self, settings: &Settings) -> Option<Layer<'_>> {
         let b = &settings.background;
-        let blurred;
         let backdrop = match b.mode.as_str() {
             "color" => Backdrop::Flat(parse_color(&b.color)),
-            "blur" => {
-                blurred = blurred_frame(frame);
-                Backdrop::Picture(&blurred)
-            }
+            "blur" => Backdrop::Blurred,
+            // No picture (yet, or it cannot be read): black.
             "image" => self
                 .picture
-                .stretched_to(frame)
+                .stretched()
                 .map_or(Backdrop::Flat([0; 3]), Backdrop::Picture),
             _ => Backdrop::Flat([0; 3]),
         };
-        composite(frame, mask, &backdrop);
+        Some(Layer::Backdrop {
+            mask: self.mask.as_ref()?,
+            backdrop,
+        })
     }
 
     fn result(&self) -> Json {
@@ -135,35 +123,6 @@ fn normalise(grid: &mut Grid<1>) {
     }
 }
 
-/// What shows where the person is not.
-enum Backdrop<'a> {
-    Flat([u8; 3]),
-    /// A picture of the frame's size.
-    Picture(&'a Frame),
-}
-
-/// Mixes the backdrop into every pixel by how much it is background.
-fn composite(frame: &mut Frame, mask: &Grid<1>, backdrop: &Backdrop) {
-    mask.paint(frame, Filter::Linear, |x, y, pixel, [probability]| {
-        let person = ramp(probability, EDGE.0, EDGE.1);
-        if person >= 1.0 {
-            return;
-        }
-        let replacement = match backdrop {
-            Backdrop::Flat(color) => *color,
-            Backdrop::Picture(picture) => picture.pixel(x as u32, y as u32),
-        };
-        // Most of a frame is plain background: no blending there.
-        if person <= 0.0 {
-            pixel.copy_from_slice(&replacement);
-            return;
-        }
-        for (p, r) in pixel.iter_mut().zip(replacement) {
-            *p = mask::to_byte(f32::from(*p) * person + f32::from(r) * (1.0 - person));
-        }
-    });
-}
-
 /// "#rrggbb" (the setting is validated) as RGB; black if it is not.
 fn parse_color(text: &str) -> [u8; 3] {
     let hex = text.trim_start_matches('#');
@@ -175,74 +134,6 @@ fn parse_color(text: &str) -> [u8; 3] {
         (6, Some(r), Some(g), Some(b)) => [r, g, b],
         _ => [0, 0, 0],
     }
-}
-
-/// The frame blurred: shrunk, box-blurred small, stretched back.
-fn blurred_frame(frame: &Frame) -> Frame {
-    let small = resize(
-        frame,
-        (frame.width / BLUR_SHRINK).max(1),
-        (frame.height / BLUR_SHRINK).max(1),
-    );
-    let mut grid = Grid {
-        width: small.width as usize,
-        height: small.height as usize,
-        cells: small
-            .rgb
-            .chunks_exact(3)
-            .map(|p| [p[0], p[1], p[2]].map(f32::from))
-            .collect(),
-    };
-    box_blur(&mut grid);
-    let mut blurred = Frame::new(frame.width, frame.height);
-    grid.paint(&mut blurred, Filter::Linear, |_, _, pixel, value| {
-        for (p, v) in pixel.iter_mut().zip(value) {
-            *p = mask::to_byte(v);
-        }
-    });
-    blurred
-}
-
-/// `BLUR_PASSES` box blurs of `BLUR_RADIUS` along rows and columns: near a Gaussian.
-fn box_blur(grid: &mut Grid<3>) {
-    let mut scratch = Vec::new();
-    for _ in 0..BLUR_PASSES {
-        box_blur_rows(grid, &mut scratch);
-        transpose(grid, &mut scratch);
-        box_blur_rows(grid, &mut scratch);
-        transpose(grid, &mut scratch);
-    }
-}
-
-/// A running-sum box blur of `BLUR_RADIUS` along each row; edges repeat the last cell.
-fn box_blur_rows(grid: &mut Grid<3>, scratch: &mut Vec<[f32; 3]>) {
-    let width = grid.width;
-    let last = width as isize - 1;
-    let n = (2 * BLUR_RADIUS + 1) as f32;
-    scratch.clear();
-    for row in grid.cells.chunks_exact(width) {
-        let at = |i: isize| row[i.clamp(0, last) as usize];
-        let r = BLUR_RADIUS as isize;
-        let mut sum = (-r..=r).fold([0.0; 3], |s, i| add(s, at(i), 1.0));
-        for x in 0..width as isize {
-            scratch.push(sum.map(|v| v / n));
-            sum = add(add(sum, at(x + r + 1), 1.0), at(x - r), -1.0);
-        }
-    }
-    std::mem::swap(&mut grid.cells, scratch);
-}
-
-fn add(a: [f32; 3], b: [f32; 3], sign: f32) -> [f32; 3] {
-    std::array::from_fn(|i| a[i] + sign * b[i])
-}
-
-/// Swaps rows and columns, so the row blur works down columns too.
-fn transpose(grid: &mut Grid<3>, scratch: &mut Vec<[f32; 3]>) {
-    let (width, height) = (grid.width, grid.height);
-    scratch.clear();
-    scratch.extend((0..width * height).map(|i| grid.cells[(i % height) * width + i / height]));
-    std::mem::swap(&mut grid.cells, scratch);
-    (grid.width, grid.height) = (height, width);
 }
 
 /// The replacement picture: loaded once per path, stretched once per frame size.
@@ -273,10 +164,9 @@ impl Picture {
         }
     }
 
-    fn stretched_to(&self, frame: &Frame) -> Option<&Frame> {
-        self.stretched
-            .as_ref()
-            .filter(|p| (p.width, p.height) == (frame.width, frame.height))
+    /// The picture at the size of the last frame `update` was given.
+    fn stretched(&self) -> Option<&Frame> {
+        self.stretched.as_ref()
     }
 }
 
@@ -306,7 +196,7 @@ mod tests {
         let mut task = build(&settings, &env.context()).unwrap();
         let mut picture = testing::picture("person");
         task.process(&picture, &settings).unwrap();
-        task.draw(&mut picture, &settings);
+        crate::vision::draw(&[task.as_ref()], &mut picture, &settings);
         testing::save_annotated(&picture, &format!("background-{name}.png"));
         (picture, task.result())
     }
@@ -411,7 +301,7 @@ mod tests {
         let result = task.result();
         let person = result["classes"]["person"].as_f64().unwrap();
         assert!((person - 0.125).abs() < 0.01, "{result}");
-        task.draw(&mut frame, &settings);
+        crate::vision::draw(&[task.as_ref()], &mut frame, &settings);
         assert_eq!(frame.pixel(150, 100), [255, 0, 0]);
         assert_eq!(frame.pixel(300, 100), [0, 0, 255]);
         assert_eq!(frame.pixel(20, 20), [0, 0, 255]);
@@ -428,29 +318,5 @@ mod tests {
         };
         normalise(&mut grid);
         assert_eq!(grid.cells, vec![[0.0], [1.0], [0.5]]);
-        // A transposed grid keeps every value where rows and columns swap.
-        let mut grid = Grid {
-            width: 3,
-            height: 2,
-            cells: (0..6).map(|i| [i as f32; 3]).collect(),
-        };
-        let mut scratch = Vec::new();
-        transpose(&mut grid, &mut scratch);
-        assert_eq!((grid.width, grid.height), (2, 3));
-        assert_eq!(
-            grid.cells.iter().map(|c| c[0]).collect::<Vec<_>>(),
-            [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
-        );
-        // The box blur keeps a flat row flat and spreads a spike over 2 * radius + 1 cells.
-        let mut row = Grid {
-            width: 9,
-            height: 1,
-            cells: (0..9)
-                .map(|i| [if i == 4 { 5.0 } else { 0.0 }; 3])
-                .collect(),
-        };
-        box_blur_rows(&mut row, &mut scratch);
-        let values: Vec<f32> = row.cells.iter().map(|c| c[0]).collect();
-        assert_eq!(values, [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
     }
 }

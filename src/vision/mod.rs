@@ -9,6 +9,7 @@ pub mod detection;
 mod hands;
 mod jetson;
 mod keypoints;
+pub mod layer;
 mod mask;
 pub mod overlay;
 pub mod pose;
@@ -32,8 +33,14 @@ use std::path::Path;
 pub trait Task: Send {
     /// Runs the model(s) on `frame` and keeps the result for `draw` and `result`.
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()>;
-    /// Draws the last result onto `frame` (the same size as the frame processed).
-    fn draw(&self, frame: &mut Frame, settings: &Settings);
+    /// The last result as a full-frame layer, if the task paints one (`layer`): painted
+    /// before any task draws, on the GPU where the frame is.
+    fn layer(&self, _settings: &Settings) -> Option<layer::Layer<'_>> {
+        None
+    }
+    /// Draws the rest of the last result (boxes, labels, keypoints) onto `frame`, the same
+    /// size as the frame processed.
+    fn draw(&self, _frame: &mut Frame, _settings: &Settings) {}
     /// The last result, in the shape `/api/v1/results` gives for this task.
     fn result(&self) -> Json;
     /// Frames it must see before it has a result (a clip for action recognition); a still
@@ -81,6 +88,18 @@ pub const DRAW_ORDER: [&str; 6] = [
     "classification",
     "action",
 ];
+
+/// Draws `tasks`' last results on `frame`, in the order given (`DRAW_ORDER`, whose tasks
+/// with layers come first): their layers together, on the GPU if the frame is there, then
+/// their drawings on the CPU.
+pub fn draw(tasks: &[&dyn Task], frame: &mut Frame, settings: &Settings) {
+    let layers: Vec<_> = tasks.iter().filter_map(|t| t.layer(settings)).collect();
+    layer::paint(frame, &layers);
+    frame.forget_gpu_copy();
+    for task in tasks {
+        task.draw(frame, settings);
+    }
+}
 
 /// A model's `network` setting, resolved.
 pub enum Network<'a> {

@@ -6,7 +6,8 @@
 //! as class colours over the frame ("overlay") or alone ("mask").
 
 use super::jetson;
-use super::mask::{self, Alignment, Filter, Grid};
+use super::layer::{ClassIds, Layer};
+use super::mask::{self, Alignment, Filter};
 use super::preprocess::{InputSpec, Layout};
 use super::scores::argmax;
 use super::{catalog, custom_layers, overlay, resolve, score_json, Context, Network, Task};
@@ -345,26 +346,18 @@ impl Task for Segmentation {
         Ok(())
     }
 
-    fn draw(&self, frame: &mut Frame, settings: &Settings) {
-        let Some(map) = &self.map else {
-            return;
-        };
+    fn layer(&self, settings: &Settings) -> Option<Layer<'_>> {
+        let map = self.map.as_ref()?;
         let s = &settings.segmentation;
-        let mask_only = s.visualize == "mask";
-        let palette = self.palette(map, mask_only, s.overlay_alpha);
-        let grid = Grid {
-            width: map.width,
-            height: map.height,
-            cells: map.ids.iter().map(|&id| palette[usize::from(id)]).collect(),
-        };
-        let filter = Filter::parse(&s.filter_mode);
-        grid.paint(frame, filter, |_, _, pixel, [r, g, b, a]| {
-            if a > 0.0 {
-                for (p, c) in pixel.iter_mut().zip([r, g, b]) {
-                    *p = mask::to_byte(f32::from(*p) * (1.0 - a) + c);
-                }
-            }
-        });
+        Some(Layer::Tint {
+            map: ClassIds {
+                width: map.width,
+                height: map.height,
+                ids: &map.ids,
+            },
+            palette: self.palette(map, s.visualize == "mask", s.overlay_alpha),
+            filter: Filter::parse(&s.filter_mode),
+        })
     }
 
     fn result(&self) -> Json {
@@ -443,7 +436,7 @@ mod tests {
         let picture = testing::picture("person");
         task.process(&picture, &settings).unwrap();
         let mut overlaid = picture.clone();
-        task.draw(&mut overlaid, &settings);
+        crate::vision::draw(&[&task], &mut overlaid, &settings);
         testing::save_annotated(&overlaid, "segmentation-overlay-person.png");
         // The background (horse at the right, sky at the top left) keeps its pixels.
         assert_eq!(overlaid.pixel(500, 250), picture.pixel(500, 250));
@@ -461,7 +454,7 @@ mod tests {
         settings.segmentation.visualize = "mask".into();
         settings.segmentation.filter_mode = "point".into();
         let mut masked = picture.clone();
-        task.draw(&mut masked, &settings);
+        crate::vision::draw(&[&task], &mut masked, &settings);
         testing::save_annotated(&masked, "segmentation-mask-person.png");
         assert_eq!(masked.pixel(500, 250), [0, 0, 0]);
         assert_eq!(masked.pixel(230, 180), person);
@@ -508,7 +501,7 @@ mod tests {
         // colors.txt: background "0 0 0 0" stays clear in overlay mode; red at overlay_alpha
         // (drawn on white to see both).
         let mut drawn = Frame::from_rgb(300, 200, vec![255; 300 * 200 * 3]).unwrap();
-        task.draw(&mut drawn, &settings);
+        crate::vision::draw(&[task.as_ref()], &mut drawn, &settings);
         assert_eq!(drawn.pixel(280, 20), [255, 255, 255]);
         let mut tinted = [255, 255, 255];
         overlay::blend(
@@ -523,7 +516,7 @@ mod tests {
         );
         settings.segmentation.visualize = "mask".into();
         let mut drawn = Frame::new(300, 200);
-        task.draw(&mut drawn, &settings);
+        crate::vision::draw(&[task.as_ref()], &mut drawn, &settings);
         assert_eq!(drawn.pixel(250, 180), [0, 255, 0]);
         // Linear filtering blends where classes meet (about x = 150 at y = 150: red |
         // green): colours there that are no class's own.

@@ -10,7 +10,7 @@ use cudarc::driver::{CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernel
 /// The kernel's parameters: the same layout as `struct Fit` in kernels.cu.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Fit {
+pub(crate) struct Fit {
     frame: u64,
     out: u64,
     frame_w: i32,
@@ -69,7 +69,7 @@ impl InputSpec {
 
 impl InputSpec {
     /// The kernel's parameters for a frame of `width` x `height`, addresses left out.
-    fn fit_for(&self, width: u32, height: u32) -> Fit {
+    pub(crate) fn fit_for(&self, width: u32, height: u32) -> Fit {
         let [x1, y1, x2, y2] = self.region((width, height)).0;
         // The same spans the CPU path crops and pads by.
         let (x_first, x_count, x_from, x_len) = axis(Span::inside(x1, x2, width, self.width));
@@ -115,48 +115,13 @@ mod tests {
     use super::*;
     use crate::engine::TensorData;
     use crate::media::{images, Frame};
-    use std::io::Write;
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
-
-    /// `kernels_on_cpu.cpp` built with the system's C++ compiler: the kernel's own source,
-    /// run on the CPU one output pixel at a time.
-    fn kernel_on_cpu(dir: &Path) -> PathBuf {
-        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/src/gpu/kernels_on_cpu.cpp");
-        let program = dir.join("kernels-on-cpu");
-        let built = Command::new("c++")
-            .args(["-O2", "-o"])
-            .arg(&program)
-            .arg(source)
-            .status()
-            .expect("a C++ compiler (c++)");
-        assert!(built.success(), "cannot build {source}");
-        program
-    }
+    use std::path::Path;
 
     /// The kernel's input for `frame`, as the CPU twin's values (f32, or i32 as f32).
-    fn run_kernel(program: &Path, spec: &InputSpec, frame: &Frame) -> Vec<f32> {
+    fn run_kernel(spec: &InputSpec, frame: &Frame) -> Vec<f32> {
         let fit = spec.fit_for(frame.width, frame.height);
-        // SAFETY: `Fit` is plain numbers in the C layout; these are its bytes.
-        let fit_bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&fit as *const Fit).cast::<u8>(),
-                std::mem::size_of::<Fit>(),
-            )
-        };
-        let mut child = Command::new(program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(fit_bytes).unwrap();
-        stdin.write_all(&frame.rgb).unwrap();
-        drop(stdin);
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{:?}", output.status);
-        output
-            .stdout
+        let input = [crate::gpu::bytes_of(&fit), &frame.rgb].concat();
+        crate::gpu::kernels_on_cpu(&["fit"], &input)
             .chunks_exact(4)
             .map(|b| {
                 let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -170,8 +135,6 @@ mod tests {
 
     #[test]
     fn the_kernel_computes_every_catalog_input_as_the_cpu_path_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let program = kernel_on_cpu(dir.path());
         let catalog = crate::vision::catalog::Catalog::open(Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/models"
@@ -190,7 +153,7 @@ mod tests {
             };
             for frame in &frames {
                 let cpu = spec.tensor(frame);
-                let kernel = run_kernel(&program, &spec, frame);
+                let kernel = run_kernel(&spec, frame);
                 assert_eq!(kernel.len(), cpu.shape.iter().product::<usize>());
                 let plane = (spec.width * spec.height) as usize;
                 let channel = |i: usize| match spec.layout {
