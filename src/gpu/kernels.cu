@@ -9,40 +9,29 @@ struct Fit {
     int out_w, out_h;
     int nchw;                  // 1: [1,3,H,W]; 0: [1,H,W,3]
     int is_i32;                // 1: raw pixel values; 0: (pixel - mean) / std
-    // Along each axis, the output pixels whose source lies inside the frame (first, count)
-    // and where they come from in frame pixels (from, length): vision::preprocess::Span.
+    // Along each axis, the output pixels whose source lies inside the frame (first, count),
+    // the rest being `pad`: vision::preprocess::Span.
     int x_first, x_count, y_first, y_count;
-    float x_from, x_len, y_from, y_len;
-    float pad;                 // the pixel value outside that part
+    float pad;
     float mean[3], std[3];
+    // The resize, as fast_image_resize does it for 8-bit pixels (vision::preprocess::gpu's
+    // `AxisTaps`): for each of an axis's `count` output pixels, the first source pixel
+    // (int), how many (int) and `window` fixed-point weights (short), scaled by
+    // 2^precision.
+    unsigned long long x_starts, x_sizes, x_weights, y_starts, y_sizes, y_weights;
+    int x_window, y_window, x_precision, y_precision;
 };
 
 // NVRTC compiles without the standard headers: the few helpers needed are defined here.
 __device__ int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-// The bilinear (triangle) filter, support 1.
-__device__ float triangle(float x) {
-    x = fabsf(x);
-    return x < 1.0f ? 1.0f - x : 0.0f;
-}
-
-// Where output pixel `i` of an axis reads: the source span [lo, hi) and the filter's centre
-// and width there. The filter widens when shrinking, as PIL's and fast_image_resize's do.
-struct Taps { int lo, hi; float centre, width; };
-
-__device__ Taps taps(int i, int count, float from, float len, int size) {
-    float scale = len / count;
-    Taps t;
-    t.width = fmaxf(scale, 1.0f);
-    float centre = from + (i + 0.5f) * scale;
-    t.lo = clamp_int((int)floorf(centre - t.width), 0, size);
-    t.hi = clamp_int((int)ceilf(centre + t.width), 0, size);
-    t.centre = centre - 0.5f;  // pixel j's weight: triangle((j - centre) / width)
-    return t;
-}
+// A fixed-point sum back to a pixel value: rounded (the sum starts at half), shifted, clipped.
+__device__ int to_pixel(int sum, int precision) { return clamp_int(sum >> precision, 0, 255); }
 
 // One thread an output pixel: fit (pad outside the frame's part), resize, normalise and
-// pack into the model's layout and type, all in one pass over the frame.
+// pack into the model's layout and type, all in one pass. The resize is fast_image_resize's
+// to the bit: the vertical pass first, each column's sum rounded to 8 bits, then the
+// horizontal pass over those columns.
 extern "C" __global__ void fit_resize_pack(const Fit f) {
     int x = blockIdx.x * blockDim.x + threadIdx.x;
     int y = blockIdx.y * blockDim.y + threadIdx.y;
@@ -50,38 +39,30 @@ extern "C" __global__ void fit_resize_pack(const Fit f) {
     float rgb[3] = {f.pad, f.pad, f.pad};
     int ix = x - f.x_first, iy = y - f.y_first;
     if (ix >= 0 && ix < f.x_count && iy >= 0 && iy < f.y_count) {
-        Taps tx = taps(ix, f.x_count, f.x_from, f.x_len, f.frame_w);
-        Taps ty = taps(iy, f.y_count, f.y_from, f.y_len, f.frame_h);
         const unsigned char* frame = (const unsigned char*)f.frame;
-        float sum[3] = {0.0f, 0.0f, 0.0f};
-        float weights_x = 0.0f, weights_y = 0.0f;
-        for (int i = tx.lo; i < tx.hi; i++) weights_x += triangle((i - tx.centre) / tx.width);
-        for (int j = ty.lo; j < ty.hi; j++) {
-            float wy = triangle((j - ty.centre) / ty.width);
-            if (wy == 0.0f) continue;
-            weights_y += wy;
-            const unsigned char* row = frame + (unsigned long long)j * f.frame_w * 3;
-            float r = 0.0f, g = 0.0f, b = 0.0f;
-            for (int i = tx.lo; i < tx.hi; i++) {
-                float wx = triangle((i - tx.centre) / tx.width);
-                r += wx * row[i * 3];
-                g += wx * row[i * 3 + 1];
-                b += wx * row[i * 3 + 2];
+        const short* wx = (const short*)f.x_weights + (unsigned long long)ix * f.x_window;
+        const short* wy = (const short*)f.y_weights + (unsigned long long)iy * f.y_window;
+        int x0 = ((const int*)f.x_starts)[ix], nx = ((const int*)f.x_sizes)[ix];
+        int y0 = ((const int*)f.y_starts)[iy], ny = ((const int*)f.y_sizes)[iy];
+        int sum[3];
+        for (int c = 0; c < 3; c++) sum[c] = 1 << (f.x_precision - 1);
+        for (int i = 0; i < nx; i++) {
+            int column[3];
+            for (int c = 0; c < 3; c++) column[c] = 1 << (f.y_precision - 1);
+            for (int j = 0; j < ny; j++) {
+                const unsigned char* p =
+                    frame + ((unsigned long long)(y0 + j) * f.frame_w + x0 + i) * 3;
+                for (int c = 0; c < 3; c++) column[c] += (int)wy[j] * p[c];
             }
-            sum[0] += wy * r;
-            sum[1] += wy * g;
-            sum[2] += wy * b;
+            for (int c = 0; c < 3; c++) sum[c] += (int)wx[i] * to_pixel(column[c], f.y_precision);
         }
-        float total = weights_x * weights_y;
-        if (total > 0.0f) {
-            for (int c = 0; c < 3; c++) rgb[c] = sum[c] / total;
-        }
+        for (int c = 0; c < 3; c++) rgb[c] = (float)to_pixel(sum[c], f.x_precision);
     }
     for (int c = 0; c < 3; c++) {
         unsigned long long at = f.nchw ? ((unsigned long long)c * f.out_h + y) * f.out_w + x
                                        : ((unsigned long long)y * f.out_w + x) * 3 + c;
         if (f.is_i32) {
-            ((int*)f.out)[at] = clamp_int(__float2int_rn(rgb[c]), 0, 255);
+            ((int*)f.out)[at] = (int)rgb[c];
         } else {
             ((float*)f.out)[at] = (rgb[c] - f.mean[c]) / f.std[c];
         }

@@ -1,7 +1,8 @@
 // kernels.cu's kernels run on the CPU, one thread's work at a time, so that a test without
 // a GPU can hold the kernels' arithmetic against the CPU path they stand in for.
-//   kernels-on-cpu fit: stdin the kernel's `Fit` as its bytes (frame and out left 0), then
-//     the frame's RGB; stdout the output tensor, 4 bytes an element (vision::preprocess).
+//   kernels-on-cpu fit: stdin the kernel's `Fit` as its bytes (addresses left 0), the
+//     frame's RGB, then for x and y in turn the taps' starts, sizes (int) and weights
+//     (short); stdout the output tensor, 4 bytes an element (vision::preprocess).
 //   kernels-on-cpu layers: stdin `Layers` as its bytes (addresses left 0), the frame's RGB,
 //     then what its layers read, in the struct's order: the mask (f32), the picture (RGB) or
 //     the blurred cells (f32 x 3), the class ids (u8), and to the end the palette (f32 x 4);
@@ -17,7 +18,6 @@
 #define __global__
 struct Index { unsigned x, y; };
 static Index blockIdx, blockDim = {1, 1}, threadIdx = {0, 0};
-static int __float2int_rn(float v) { return (int)std::nearbyint(v); }
 static int min(int a, int b) { return a < b ? a : b; }
 
 #include "kernels.cu"
@@ -44,11 +44,27 @@ template <typename F> static void each_thread(int width, int height, F run) {
 static int fit() {
     Fit f;
     std::vector<unsigned char> frame;
+    std::vector<int> x_starts, x_sizes, y_starts, y_sizes;
+    std::vector<short> x_weights, y_weights;
     if (fread(&f, sizeof f, 1, stdin) != 1) return 2;
     if (!read_all(frame, (size_t)f.frame_w * f.frame_h * 3)) return 3;
+    // An axis with no output pixel inside the frame still has one (unused) set of taps.
+    size_t xs = f.x_count ? f.x_count : 1, ys = f.y_count ? f.y_count : 1;
+    if (!read_all(x_starts, xs) || !read_all(x_sizes, xs) ||
+        !read_all(x_weights, xs * f.x_window))
+        return 3;
+    if (!read_all(y_starts, ys) || !read_all(y_sizes, ys) ||
+        !read_all(y_weights, ys * f.y_window))
+        return 3;
     std::vector<unsigned> out((size_t)f.out_w * f.out_h * 3);
     f.frame = (unsigned long long)frame.data();
     f.out = (unsigned long long)out.data();
+    f.x_starts = (unsigned long long)x_starts.data();
+    f.x_sizes = (unsigned long long)x_sizes.data();
+    f.x_weights = (unsigned long long)x_weights.data();
+    f.y_starts = (unsigned long long)y_starts.data();
+    f.y_sizes = (unsigned long long)y_sizes.data();
+    f.y_weights = (unsigned long long)y_weights.data();
     each_thread(f.out_w, f.out_h, [&] { fit_resize_pack(f); });
     return write_all(out);
 }

@@ -96,6 +96,16 @@ impl Gpu {
         })
     }
 
+    /// `data` on the device, for good: small tables uploaded once, waited for here.
+    pub fn upload_small<T: cudarc::driver::DeviceRepr>(
+        &self,
+        data: &[T],
+    ) -> anyhow::Result<cudarc::driver::CudaSlice<T>> {
+        let slice = self.upload.clone_htod(data)?;
+        self.upload.synchronize()?;
+        Ok(slice)
+    }
+
     /// A new stream for one model's session: its pre-processing and its inference queue on
     /// it in order, with no synchronisation between them.
     pub fn new_stream(&self) -> anyhow::Result<Arc<CudaStream>> {

@@ -1,11 +1,18 @@
 //! The GPU twin of `InputSpec::tensor`: the same fit, resize, normalisation and layout, as
 //! one kernel (`fit_resize_pack` in src/gpu/kernels.cu) writing straight into the model's
-//! input tensor on the device.
+//! input tensor on the device. The resize's weights are fast_image_resize's own, worked out
+//! on the host (`taps`) and kept on the device per input and frame size, so the kernel
+//! computes the CPU path's bytes.
+
+mod taps;
 
 use super::{InputSpec, Layout, Span};
 use crate::engine::DType;
 use crate::gpu::{frame::OnGpu, Gpu};
-use cudarc::driver::{CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use taps::AxisTaps;
 
 /// The kernel's parameters: the same layout as `struct Fit` in kernels.cu.
 #[repr(C)]
@@ -23,13 +30,19 @@ pub(crate) struct Fit {
     x_count: i32,
     y_first: i32,
     y_count: i32,
-    x_from: f32,
-    x_len: f32,
-    y_from: f32,
-    y_len: f32,
     pad: f32,
     mean: [f32; 3],
     std: [f32; 3],
+    x_starts: u64,
+    x_sizes: u64,
+    x_weights: u64,
+    y_starts: u64,
+    y_sizes: u64,
+    y_weights: u64,
+    x_window: i32,
+    y_window: i32,
+    x_precision: i32,
+    y_precision: i32,
 }
 
 // SAFETY: plain numbers, laid out as the kernel declares them.
@@ -48,33 +61,40 @@ impl InputSpec {
         out: u64,
         stream: &CudaStream,
     ) -> anyhow::Result<()> {
+        let (fit, taps) = self.fit_for(frame.width, frame.height);
+        let tables = tables_on(gpu, &taps)?;
         stream.wait(&frame.uploaded)?;
         let (pixels, _read) = frame.pixels.device_ptr(stream);
-        let fit = Fit {
-            frame: pixels,
-            out,
-            ..self.fit_for(frame.width, frame.height)
-        };
+        let fit = tables.point(
+            Fit {
+                frame: pixels,
+                out,
+                ..fit
+            },
+            stream,
+        );
         let config = LaunchConfig {
             grid_dim: (self.width.div_ceil(BLOCK), self.height.div_ceil(BLOCK), 1),
             block_dim: (BLOCK, BLOCK, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: `out` holds the whole input (the engine allocated it from this spec's
-        // shape and type) and `pixels` the whole frame; the kernel writes only inside both.
+        // shape and type), `pixels` the whole frame and the tables every output pixel's
+        // taps, which lie inside the frame; the kernel writes only inside `out`.
         unsafe { stream.launch_builder(&gpu.fit).arg(&fit).launch(config) }?;
         Ok(())
     }
 }
 
 impl InputSpec {
-    /// The kernel's parameters for a frame of `width` x `height`, addresses left out.
-    pub(crate) fn fit_for(&self, width: u32, height: u32) -> Fit {
+    /// The kernel's parameters for a frame of `width` x `height` (addresses left out) and
+    /// the resize's taps along each axis.
+    pub(crate) fn fit_for(&self, width: u32, height: u32) -> (Fit, [AxisTaps; 2]) {
         let [x1, y1, x2, y2] = self.region((width, height)).0;
         // The same spans the CPU path crops and pads by.
-        let (x_first, x_count, x_from, x_len) = axis(Span::inside(x1, x2, width, self.width));
-        let (y_first, y_count, y_from, y_len) = axis(Span::inside(y1, y2, height, self.height));
-        Fit {
+        let (x_first, x_count, x_taps) = axis(Span::inside(x1, x2, width, self.width), width);
+        let (y_first, y_count, y_taps) = axis(Span::inside(y1, y2, height, self.height), height);
+        let fit = Fit {
             frame: 0,
             out: 0,
             frame_w: width as i32,
@@ -87,41 +107,134 @@ impl InputSpec {
             x_count,
             y_first,
             y_count,
-            x_from,
-            x_len,
-            y_from,
-            y_len,
             pad: f32::from(self.pad),
             mean: self.mean,
             std: self.std,
+            x_starts: 0,
+            x_sizes: 0,
+            x_weights: 0,
+            y_starts: 0,
+            y_sizes: 0,
+            y_weights: 0,
+            x_window: x_taps.window as i32,
+            y_window: y_taps.window as i32,
+            x_precision: x_taps.precision,
+            y_precision: y_taps.precision,
+        };
+        (fit, [x_taps, y_taps])
+    }
+}
+
+/// A span as the kernel takes it, and its taps; none: every output pixel is padding.
+fn axis(span: Option<Span>, size: u32) -> (i32, i32, AxisTaps) {
+    match span {
+        Some(s) => (
+            s.first as i32,
+            s.count as i32,
+            AxisTaps::new(size, s.from, s.length, s.count),
+        ),
+        None => (0, 0, AxisTaps::new(size, 0.0, f64::from(size), 1)),
+    }
+}
+
+/// Both axes' taps on the device.
+struct Tables {
+    starts: [CudaSlice<i32>; 2],
+    sizes: [CudaSlice<i32>; 2],
+    weights: [CudaSlice<i16>; 2],
+}
+
+impl Tables {
+    /// `fit` pointing at these tables.
+    fn point(&self, fit: Fit, stream: &CudaStream) -> Fit {
+        let address = |slice: &CudaSlice<i32>| slice.device_ptr(stream).0;
+        let weights = |slice: &CudaSlice<i16>| slice.device_ptr(stream).0;
+        Fit {
+            x_starts: address(&self.starts[0]),
+            x_sizes: address(&self.sizes[0]),
+            x_weights: weights(&self.weights[0]),
+            y_starts: address(&self.starts[1]),
+            y_sizes: address(&self.sizes[1]),
+            y_weights: weights(&self.weights[1]),
+            ..fit
         }
     }
 }
 
-/// A span as the kernel takes it; none: every output pixel is padding.
-fn axis(span: Option<Span>) -> (i32, i32, f32, f32) {
-    span.map_or((0, 0, 0.0, 0.0), |s| {
-        (
-            s.first as i32,
-            s.count as i32,
-            s.from as f32,
-            s.length as f32,
-        )
-    })
+/// The taps for `fit` on the device, uploaded at the first frame of each size a model sees
+/// and kept (a few kilobytes each; the cache starts over past `CACHED` sets).
+fn tables_on(gpu: &Gpu, taps: &[AxisTaps; 2]) -> anyhow::Result<Arc<Tables>> {
+    const CACHED: usize = 64;
+    type Cache = Mutex<HashMap<Vec<u8>, Arc<Tables>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    // The taps themselves are the key: equal taps, equal tables.
+    let key: Vec<u8> = taps
+        .iter()
+        .flat_map(|t| {
+            let numbers = t
+                .starts
+                .iter()
+                .chain(&t.sizes)
+                .flat_map(|v| v.to_le_bytes());
+            let weights = t.weights.iter().flat_map(|w| w.to_le_bytes());
+            numbers.chain(weights).chain(t.precision.to_le_bytes())
+        })
+        .collect();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(tables) = cache.get(&key) {
+        return Ok(tables.clone());
+    }
+    if cache.len() >= CACHED {
+        cache.clear();
+    }
+    let tables = Arc::new(Tables {
+        starts: [
+            gpu.upload_small(&taps[0].starts)?,
+            gpu.upload_small(&taps[1].starts)?,
+        ],
+        sizes: [
+            gpu.upload_small(&taps[0].sizes)?,
+            gpu.upload_small(&taps[1].sizes)?,
+        ],
+        weights: [
+            gpu.upload_small(&taps[0].weights)?,
+            gpu.upload_small(&taps[1].weights)?,
+        ],
+    });
+    cache.insert(key, tables.clone());
+    Ok(tables)
+}
+
+/// What `kernels_on_cpu fit` reads for `spec` and `frame`: the parameters, the frame, then
+/// each axis's starts, sizes and weights.
+#[cfg(test)]
+pub(crate) fn kernel_input(spec: &InputSpec, frame: &crate::media::Frame) -> Vec<u8> {
+    let (fit, taps) = spec.fit_for(frame.width, frame.height);
+    let mut input = [crate::gpu::bytes_of(&fit), &frame.rgb].concat();
+    for t in &taps {
+        input.extend(
+            t.starts
+                .iter()
+                .chain(&t.sizes)
+                .flat_map(|v| v.to_ne_bytes()),
+        );
+        input.extend(t.weights.iter().flat_map(|w| w.to_ne_bytes()));
+    }
+    input
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::TensorData;
     use crate::media::{images, Frame};
     use std::path::Path;
 
     /// The kernel's input for `frame`, as the CPU twin's values (f32, or i32 as f32).
     fn run_kernel(spec: &InputSpec, frame: &Frame) -> Vec<f32> {
-        let fit = spec.fit_for(frame.width, frame.height);
-        let input = [crate::gpu::bytes_of(&fit), &frame.rgb].concat();
-        crate::gpu::kernels_on_cpu(&["fit"], &input)
+        crate::gpu::kernels_on_cpu(&["fit"], &kernel_input(spec, frame))
             .chunks_exact(4)
             .map(|b| {
                 let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -155,26 +268,12 @@ mod tests {
                 let cpu = spec.tensor(frame);
                 let kernel = run_kernel(&spec, frame);
                 assert_eq!(kernel.len(), cpu.shape.iter().product::<usize>());
-                let plane = (spec.width * spec.height) as usize;
-                let channel = |i: usize| match spec.layout {
-                    Layout::Nchw => i / plane,
-                    Layout::Nhwc => i % 3,
-                };
-                // In pixel levels: the CPU rounds to 8 bits after each of its two resize
-                // passes (half a level each, the first carried through weights that sum to
-                // one), the kernel keeps fractions until the end: at most one level apart.
-                let levels = cpu
-                    .as_f32()
-                    .iter()
-                    .zip(&kernel)
-                    .enumerate()
-                    .map(|(i, (c, k))| match cpu.data {
-                        TensorData::F32(_) => (c - k).abs() * spec.std[channel(i)],
-                        TensorData::I32(_) => (c - k).abs(),
-                    })
-                    .fold(0f32, f32::max);
-                assert!(levels <= 1.001, "{}: {levels} levels apart", entry.name);
-                checked.push((entry.name.clone(), levels));
+                // The same fixed-point resize and the same normalisation: the same values,
+                // bit for bit.
+                let cpu = cpu.as_f32();
+                let differing = cpu.iter().zip(&kernel).filter(|(c, k)| c != k).count();
+                assert_eq!(differing, 0, "{}: {differing} values differ", entry.name);
+                checked.push(entry.name.clone());
             }
         }
         assert!(checked.len() >= 16, "{checked:?}");

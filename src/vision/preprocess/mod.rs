@@ -3,7 +3,7 @@
 //! into a normalised tensor in the model's layout.
 
 #[cfg(feature = "gpu")]
-mod gpu;
+pub(crate) mod gpu;
 
 use super::catalog::Entry;
 use crate::engine::{DType, Engine, Tensor, TensorData};

@@ -103,8 +103,8 @@ fn painted_by_kernel(frame: &Frame, layers: &[Layer], blurred: Option<&[f32]>) -
 fn blurred_by_kernels(frame: &Frame) -> Vec<f32> {
     let (width, height) = blur::small_size(frame.width, frame.height);
     let shrink = InputSpec::stretched((width, height), Layout::Nhwc, [0.0; 3], [1.0; 3]);
-    let fit = shrink.fit_for(frame.width, frame.height);
-    let mut cells = kernels_on_cpu(&["fit"], &[bytes_of(&fit), &frame.rgb].concat());
+    let input = crate::vision::preprocess::gpu::kernel_input(&shrink, frame);
+    let mut cells = kernels_on_cpu(&["fit"], &input);
     let size = [
         width.to_string(),
         height.to_string(),
