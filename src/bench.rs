@@ -173,19 +173,15 @@ fn random_input(input: &ModelInput) -> Tensor {
 }
 
 fn median_ms(mut engine: Box<dyn Engine>, input: &Tensor, iterations: usize) -> f64 {
-    let _ = engine.run(input); // first run: allocations and lazy setup
-    let mut times: Vec<f64> = (0..iterations)
-        .map(|_| {
-            let start = Instant::now();
-            let _ = engine.run(input);
-            start.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    median(&mut times)
+    // The unmeasured first run takes the allocations and lazy setup.
+    let run = || {
+        let _ = engine.run(input);
+        Ok(())
+    };
+    timed(iterations, run).expect("a run that cannot fail")
 }
 
 /// The median milliseconds of `iterations` runs of `work`, after one unmeasured run.
-#[cfg(feature = "gpu")]
 fn timed(iterations: usize, mut work: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
     work()?;
     let mut times = Vec::with_capacity(iterations);

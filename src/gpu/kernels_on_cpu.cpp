@@ -41,30 +41,41 @@ template <typename F> static void each_thread(int width, int height, F run) {
     }
 }
 
+// A buffer's address as the kernels' parameters hold one.
+template <typename T> static unsigned long long address(std::vector<T>& buffer) {
+    return (unsigned long long)buffer.data();
+}
+
+// One axis's resize taps as `fit_resize_pack` reads them.
+struct Taps {
+    std::vector<int> starts, sizes;
+    std::vector<short> weights;
+};
+
+// `count` starts and sizes, then `count * window` weights; an axis with no output pixel
+// inside the frame still has one (unused) set.
+static bool read_taps(Taps& taps, int count, int window) {
+    size_t sets = count ? count : 1;
+    return read_all(taps.starts, sets) && read_all(taps.sizes, sets) &&
+           read_all(taps.weights, sets * window);
+}
+
 static int fit() {
     Fit f;
     std::vector<unsigned char> frame;
-    std::vector<int> x_starts, x_sizes, y_starts, y_sizes;
-    std::vector<short> x_weights, y_weights;
+    Taps x, y;
     if (fread(&f, sizeof f, 1, stdin) != 1) return 2;
     if (!read_all(frame, (size_t)f.frame_w * f.frame_h * 3)) return 3;
-    // An axis with no output pixel inside the frame still has one (unused) set of taps.
-    size_t xs = f.x_count ? f.x_count : 1, ys = f.y_count ? f.y_count : 1;
-    if (!read_all(x_starts, xs) || !read_all(x_sizes, xs) ||
-        !read_all(x_weights, xs * f.x_window))
-        return 3;
-    if (!read_all(y_starts, ys) || !read_all(y_sizes, ys) ||
-        !read_all(y_weights, ys * f.y_window))
-        return 3;
+    if (!read_taps(x, f.x_count, f.x_window) || !read_taps(y, f.y_count, f.y_window)) return 3;
     std::vector<unsigned> out((size_t)f.out_w * f.out_h * 3);
-    f.frame = (unsigned long long)frame.data();
-    f.out = (unsigned long long)out.data();
-    f.x_starts = (unsigned long long)x_starts.data();
-    f.x_sizes = (unsigned long long)x_sizes.data();
-    f.x_weights = (unsigned long long)x_weights.data();
-    f.y_starts = (unsigned long long)y_starts.data();
-    f.y_sizes = (unsigned long long)y_sizes.data();
-    f.y_weights = (unsigned long long)y_weights.data();
+    f.frame = address(frame);
+    f.out = address(out);
+    f.x_starts = address(x.starts);
+    f.x_sizes = address(x.sizes);
+    f.x_weights = address(x.weights);
+    f.y_starts = address(y.starts);
+    f.y_sizes = address(y.sizes);
+    f.y_weights = address(y.weights);
     each_thread(f.out_w, f.out_h, [&] { fit_resize_pack(f); });
     return write_all(out);
 }
@@ -85,13 +96,13 @@ static int layers() {
         while (fread(&value, sizeof value, 1, stdin) == 1) palette.push_back(value);
     }
     std::vector<unsigned char> out(pixels * 3);
-    l.frame = (unsigned long long)frame.data();
-    l.out = (unsigned long long)out.data();
-    l.mask = (unsigned long long)mask.data();
-    l.picture = (unsigned long long)picture.data();
-    l.blurred = (unsigned long long)blurred.data();
-    l.ids = (unsigned long long)ids.data();
-    l.palette = (unsigned long long)palette.data();
+    l.frame = address(frame);
+    l.out = address(out);
+    l.mask = address(mask);
+    l.picture = address(picture);
+    l.blurred = address(blurred);
+    l.ids = address(ids);
+    l.palette = address(palette);
     each_thread(l.width, l.height, [&] { paint_layers(l); });
     return write_all(out);
 }

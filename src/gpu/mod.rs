@@ -34,6 +34,17 @@ pub struct Gpu {
     upload: Arc<CudaStream>,
 }
 
+/// A launch of one thread a pixel over `width` x `height`, in blocks of 16 x 16: the
+/// shape of every visiond kernel.
+pub fn launch_per_pixel(width: u32, height: u32) -> cudarc::driver::LaunchConfig {
+    const BLOCK: u32 = 16;
+    cudarc::driver::LaunchConfig {
+        grid_dim: (width.div_ceil(BLOCK), height.div_ceil(BLOCK), 1),
+        block_dim: (BLOCK, BLOCK, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// The GPU `device`, set up once per process; `Err` says why there is none (logged once by
 /// the caller), and the frame then stays on the CPU.
 pub fn get(device: usize) -> Result<&'static Gpu, &'static str> {

@@ -5,8 +5,9 @@
 
 use super::{blur, Backdrop, Layer, EDGE};
 use crate::gpu::frame::OnGpu;
+use crate::gpu::launch_per_pixel;
 use crate::vision::preprocess::{InputSpec, Layout};
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, PushKernelArg};
 use std::sync::Arc;
 
 /// The kernel's parameters: the same layout as `struct Layers` in kernels.cu.
@@ -39,9 +40,6 @@ struct Layers {
 // SAFETY: plain numbers, laid out as the kernel declares them.
 unsafe impl DeviceRepr for Layers {}
 
-/// Threads a block: 16 x 16 pixels.
-const BLOCK: u32 = 16;
-
 /// Paints `layers` over the frame on the GPU and writes the result into `rgb`, the frame's
 /// host pixels.
 pub fn paint(frame: &OnGpu, layers: &[Layer], rgb: &mut [u8]) -> anyhow::Result<()> {
@@ -71,7 +69,7 @@ pub fn paint(frame: &OnGpu, layers: &[Layer], rgb: &mut [u8]) -> anyhow::Result<
             stream
                 .launch_builder(&gpu.paint_layers)
                 .arg(&params)
-                .launch(launch_for(frame.width, frame.height))
+                .launch(launch_per_pixel(frame.width, frame.height))
         }?;
     }
     stream.memcpy_dtoh(&out, rgb)?;
@@ -85,7 +83,7 @@ pub fn paint(frame: &OnGpu, layers: &[Layer], rgb: &mut [u8]) -> anyhow::Result<
 struct Inputs {
     floats: Vec<CudaSlice<f32>>,
     bytes: Vec<CudaSlice<u8>>,
-    frames: Vec<std::sync::Arc<OnGpu>>,
+    frames: Vec<Arc<OnGpu>>,
 }
 
 /// Fills `params` for `layer`, uploading what it needs into `keep`.
@@ -99,7 +97,7 @@ fn describe(
     match layer {
         Layer::Backdrop { mask, backdrop } => {
             let cells: Vec<f32> = mask.cells.iter().map(|[p]| *p).collect();
-            params.mask = keep.float(stream.clone_htod(&cells)?, stream);
+            params.mask = kept(&mut keep.floats, stream.clone_htod(&cells)?, stream);
             (params.mask_w, params.mask_h) = (mask.width as i32, mask.height as i32);
             (params.edge_low, params.edge_high) = EDGE;
             params.backdrop = match backdrop {
@@ -122,7 +120,7 @@ fn describe(
                 Backdrop::Blurred => {
                     let (width, height) = blur::small_size(frame.width, frame.height);
                     let blurred = blurred_on_gpu(frame, stream, width, height)?;
-                    params.blurred = keep.float(blurred, stream);
+                    params.blurred = kept(&mut keep.floats, blurred, stream);
                     (params.blurred_w, params.blurred_h) = (width as i32, height as i32);
                     3
                 }
@@ -133,10 +131,10 @@ fn describe(
             palette,
             filter,
         } => {
-            params.ids = keep.byte(stream.clone_htod(map.ids)?, stream);
+            params.ids = kept(&mut keep.bytes, stream.clone_htod(map.ids)?, stream);
             (params.ids_w, params.ids_h) = (map.width as i32, map.height as i32);
             let palette: Vec<f32> = palette.iter().flatten().copied().collect();
-            params.palette = keep.float(stream.clone_htod(&palette)?, stream);
+            params.palette = kept(&mut keep.floats, stream.clone_htod(&palette)?, stream);
             params.tint_point = i32::from(*filter == crate::vision::mask::Filter::Point);
             params.tint = 1;
         }
@@ -144,18 +142,11 @@ fn describe(
     Ok(())
 }
 
-impl Inputs {
-    fn float(&mut self, slice: CudaSlice<f32>, stream: &CudaStream) -> u64 {
-        let address = slice.device_ptr(stream).0;
-        self.floats.push(slice);
-        address
-    }
-
-    fn byte(&mut self, slice: CudaSlice<u8>, stream: &CudaStream) -> u64 {
-        let address = slice.device_ptr(stream).0;
-        self.bytes.push(slice);
-        address
-    }
+/// Keeps `slice` in `list` until the kernel has run, and gives its address.
+fn kept<T>(list: &mut Vec<CudaSlice<T>>, slice: CudaSlice<T>, stream: &CudaStream) -> u64 {
+    let address = slice.device_ptr(stream).0;
+    list.push(slice);
+    address
 }
 
 /// The blur backdrop's small picture (f32 RGB cells, `width` x `height`): the frame shrunk
@@ -190,20 +181,12 @@ fn blurred_on_gpu(
                     .arg(&h)
                     .arg(&radius)
                     .arg(&along_columns)
-                    .launch(launch_for(width, height))
+                    .launch(launch_per_pixel(width, height))
             }?;
             std::mem::swap(&mut a, &mut b);
         }
     }
     Ok(a)
-}
-
-fn launch_for(width: u32, height: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (width.div_ceil(BLOCK), height.div_ceil(BLOCK), 1),
-        block_dim: (BLOCK, BLOCK, 1),
-        shared_mem_bytes: 0,
-    }
 }
 
 // The twin checks run the kernels' own source on the CPU (src/gpu/kernels_on_cpu.cpp).

@@ -55,11 +55,8 @@ pub fn paint(frame: &mut Frame, layers: &[Layer]) {
         return;
     }
     #[cfg(feature = "gpu")]
-    if frame.gpu_copy().is_some() {
-        let mut rgb = std::mem::take(&mut frame.rgb);
-        let painted = paint_on_gpu(frame, layers, &mut rgb);
-        frame.rgb = rgb;
-        match painted {
+    if let Some(on_gpu) = frame.gpu_copy() {
+        match gpu::paint(&on_gpu, layers, &mut frame.rgb) {
             Ok(()) => return,
             Err(e) => warn_once(&e),
         }

@@ -9,7 +9,7 @@ mod taps;
 use super::{InputSpec, Layout, Span};
 use crate::engine::DType;
 use crate::gpu::{frame::OnGpu, Gpu};
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use taps::AxisTaps;
@@ -48,9 +48,6 @@ pub(crate) struct Fit {
 // SAFETY: plain numbers, laid out as the kernel declares them.
 unsafe impl DeviceRepr for Fit {}
 
-/// Threads a block: 16 x 16 output pixels.
-const BLOCK: u32 = 16;
-
 impl InputSpec {
     /// Queues on `stream` the kernel that writes this input for `frame` into `out`, a
     /// device tensor of `self.shape()` and `self.dtype`.
@@ -61,8 +58,8 @@ impl InputSpec {
         out: u64,
         stream: &CudaStream,
     ) -> anyhow::Result<()> {
-        let (fit, taps) = self.fit_for(frame.width, frame.height);
-        let tables = tables_on(gpu, &taps)?;
+        let (fit, axes) = self.fit_for(frame.width, frame.height);
+        let tables = tables_on(gpu, &axes)?;
         stream.wait(&frame.uploaded)?;
         let (pixels, _read) = frame.pixels.device_ptr(stream);
         let fit = tables.point(
@@ -73,11 +70,7 @@ impl InputSpec {
             },
             stream,
         );
-        let config = LaunchConfig {
-            grid_dim: (self.width.div_ceil(BLOCK), self.height.div_ceil(BLOCK), 1),
-            block_dim: (BLOCK, BLOCK, 1),
-            shared_mem_bytes: 0,
-        };
+        let config = crate::gpu::launch_per_pixel(self.width, self.height);
         // SAFETY: `out` holds the whole input (the engine allocated it from this spec's
         // shape and type), `pixels` the whole frame and the tables every output pixel's
         // taps, which lie inside the frame; the kernel writes only inside `out`.
@@ -87,13 +80,14 @@ impl InputSpec {
 }
 
 impl InputSpec {
-    /// The kernel's parameters for a frame of `width` x `height` (addresses left out) and
-    /// the resize's taps along each axis.
-    pub(crate) fn fit_for(&self, width: u32, height: u32) -> (Fit, [AxisTaps; 2]) {
+    /// The kernel's parameters for a frame of `width` x `height` (addresses and the taps'
+    /// shape left out), and what each axis's taps are made of.
+    pub(crate) fn fit_for(&self, width: u32, height: u32) -> (Fit, [Axis; 2]) {
         let [x1, y1, x2, y2] = self.region((width, height)).0;
         // The same spans the CPU path crops and pads by.
-        let (x_first, x_count, x_taps) = axis(Span::inside(x1, x2, width, self.width), width);
-        let (y_first, y_count, y_taps) = axis(Span::inside(y1, y2, height, self.height), height);
+        let x = Axis(width, Span::inside(x1, x2, width, self.width));
+        let y = Axis(height, Span::inside(y1, y2, height, self.height));
+        let ((x_first, x_count), (y_first, y_count)) = (x.outputs(), y.outputs());
         let fit = Fit {
             frame: 0,
             out: 0,
@@ -116,24 +110,45 @@ impl InputSpec {
             y_starts: 0,
             y_sizes: 0,
             y_weights: 0,
-            x_window: x_taps.window as i32,
-            y_window: y_taps.window as i32,
-            x_precision: x_taps.precision,
-            y_precision: y_taps.precision,
+            x_window: 0,
+            y_window: 0,
+            x_precision: 0,
+            y_precision: 0,
         };
-        (fit, [x_taps, y_taps])
+        (fit, [x, y])
     }
 }
 
-/// A span as the kernel takes it, and its taps; none: every output pixel is padding.
-fn axis(span: Option<Span>, size: u32) -> (i32, i32, AxisTaps) {
-    match span {
-        Some(s) => (
-            s.first as i32,
-            s.count as i32,
-            AxisTaps::new(size, s.from, s.length, s.count),
-        ),
-        None => (0, 0, AxisTaps::new(size, 0.0, f64::from(size), 1)),
+/// One axis of the fit: the frame's size along it and the span of output pixels whose
+/// source lies inside the frame (none: every output pixel is padding).
+pub(crate) struct Axis(u32, Option<Span>);
+
+impl Axis {
+    /// The first output pixel inside the frame and how many, as the kernel takes them.
+    fn outputs(&self) -> (i32, i32) {
+        self.1
+            .as_ref()
+            .map_or((0, 0), |s| (s.first as i32, s.count as i32))
+    }
+
+    /// The resize's taps (one unused set when no output pixel is inside the frame).
+    fn taps(&self) -> AxisTaps {
+        match &self.1 {
+            Some(s) => AxisTaps::new(self.0, s.from, s.length, s.count),
+            None => AxisTaps::new(self.0, 0.0, f64::from(self.0), 1),
+        }
+    }
+
+    /// What the taps depend on, exactly: equal keys, equal taps.
+    fn key(&self) -> [u64; 5] {
+        let s = self.1.as_ref();
+        [
+            u64::from(self.0),
+            s.map_or(u64::MAX, |s| u64::from(s.first)),
+            s.map_or(0, |s| u64::from(s.count)),
+            s.map_or(0, |s| s.from.to_bits()),
+            s.map_or(0, |s| s.length.to_bits()),
+        ]
     }
 }
 
@@ -142,6 +157,8 @@ struct Tables {
     starts: [CudaSlice<i32>; 2],
     sizes: [CudaSlice<i32>; 2],
     weights: [CudaSlice<i16>; 2],
+    windows: [i32; 2],
+    precisions: [i32; 2],
 }
 
 impl Tables {
@@ -156,30 +173,23 @@ impl Tables {
             y_starts: address(&self.starts[1]),
             y_sizes: address(&self.sizes[1]),
             y_weights: weights(&self.weights[1]),
+            x_window: self.windows[0],
+            y_window: self.windows[1],
+            x_precision: self.precisions[0],
+            y_precision: self.precisions[1],
             ..fit
         }
     }
 }
 
-/// The taps for `fit` on the device, uploaded at the first frame of each size a model sees
-/// and kept (a few kilobytes each; the cache starts over past `CACHED` sets).
-fn tables_on(gpu: &Gpu, taps: &[AxisTaps; 2]) -> anyhow::Result<Arc<Tables>> {
+/// The taps of `axes` on the device, worked out and uploaded at the first frame of each
+/// size a model sees, then kept (a few kilobytes each; the cache starts over past `CACHED`
+/// sets).
+fn tables_on(gpu: &Gpu, axes: &[Axis; 2]) -> anyhow::Result<Arc<Tables>> {
     const CACHED: usize = 64;
-    type Cache = Mutex<HashMap<Vec<u8>, Arc<Tables>>>;
+    type Cache = Mutex<HashMap<[[u64; 5]; 2], Arc<Tables>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    // The taps themselves are the key: equal taps, equal tables.
-    let key: Vec<u8> = taps
-        .iter()
-        .flat_map(|t| {
-            let numbers = t
-                .starts
-                .iter()
-                .chain(&t.sizes)
-                .flat_map(|v| v.to_le_bytes());
-            let weights = t.weights.iter().flat_map(|w| w.to_le_bytes());
-            numbers.chain(weights).chain(t.precision.to_le_bytes())
-        })
-        .collect();
+    let key = [axes[0].key(), axes[1].key()];
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -190,6 +200,7 @@ fn tables_on(gpu: &Gpu, taps: &[AxisTaps; 2]) -> anyhow::Result<Arc<Tables>> {
     if cache.len() >= CACHED {
         cache.clear();
     }
+    let taps = [axes[0].taps(), axes[1].taps()];
     let tables = Arc::new(Tables {
         starts: [
             gpu.upload_small(&taps[0].starts)?,
@@ -203,6 +214,8 @@ fn tables_on(gpu: &Gpu, taps: &[AxisTaps; 2]) -> anyhow::Result<Arc<Tables>> {
             gpu.upload_small(&taps[0].weights)?,
             gpu.upload_small(&taps[1].weights)?,
         ],
+        windows: taps.each_ref().map(|t| t.window as i32),
+        precisions: taps.each_ref().map(|t| t.precision),
     });
     cache.insert(key, tables.clone());
     Ok(tables)
@@ -212,7 +225,15 @@ fn tables_on(gpu: &Gpu, taps: &[AxisTaps; 2]) -> anyhow::Result<Arc<Tables>> {
 /// each axis's starts, sizes and weights.
 #[cfg(test)]
 pub(crate) fn kernel_input(spec: &InputSpec, frame: &crate::media::Frame) -> Vec<u8> {
-    let (fit, taps) = spec.fit_for(frame.width, frame.height);
+    let (fit, axes) = spec.fit_for(frame.width, frame.height);
+    let taps = axes.each_ref().map(Axis::taps);
+    let fit = Fit {
+        x_window: taps[0].window as i32,
+        y_window: taps[1].window as i32,
+        x_precision: taps[0].precision,
+        y_precision: taps[1].precision,
+        ..fit
+    };
     let mut input = [crate::gpu::bytes_of(&fit), &frame.rgb].concat();
     for t in &taps {
         input.extend(
