@@ -97,7 +97,7 @@ fn the_eagle_is_an_eagle() {
 
 #[test]
 fn the_dog_picture_has_a_dog_a_bicycle_and_a_vehicle_where_they_are() {
-    // With the shipped defaults (letterboxed input, threshold 0.35 as NanoDet's demo).
+    // With the shipped defaults (stretched input, threshold 0.35 as NanoDet's demo).
     let result = infer(&shipped(), &["--detection", "nanodet"], "dog.jpg");
     let boxes = result["detection"].as_array().unwrap();
     for wanted in ["dog", "bicycle", "car|truck"] {
@@ -298,6 +298,68 @@ fn the_pipeline_runs_the_models_on_the_sample_pictures() {
         metrics.contains("visiond_model_ready{model=\"classification\"} 1"),
         "{metrics}"
     );
+}
+
+/// `reference()`'s box for `label` in `picture` (pixels of the picture), moved to where the
+/// images source puts the picture in a `width` x `height` frame: scaled to fit, centred.
+fn fitted_reference_box(picture: &str, label: &str, (width, height): (f64, f64)) -> Vec<f64> {
+    let name = picture.trim_end_matches(".jpg");
+    let reference = reference()["detection"][name]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d[0] == label)
+        .map(|d| numbers(&d[2]))
+        .unwrap_or_else(|| panic!("no {label} in the reference for {picture}"));
+    let size = image::image_dimensions(data(picture)).unwrap();
+    let (w, h) = (size.0 as f64, size.1 as f64);
+    let scale = (width / w).min(height / h);
+    let (x0, y0) = (
+        ((width - (w * scale).round()) / 2.0).floor(),
+        ((height - (h * scale).round()) / 2.0).floor(),
+    );
+    vec![
+        x0 + reference[0] * scale,
+        y0 + reference[1] * scale,
+        x0 + reference[2] * scale,
+        y0 + reference[3] * scale,
+    ]
+}
+
+#[test]
+fn the_appliance_boxes_what_each_sample_picture_shows_at_the_shipped_threshold() {
+    // What a user of the README's first command sees: each picture fitted into the shipped
+    // 1280x720 frame, detection at the shipped threshold.
+    for (picture, label) in [
+        ("person.jpg", "person"),
+        ("eagle.jpg", "bird"),
+        ("dog.jpg", "dog"),
+    ] {
+        let server = Server::start_with(
+            |t| t.replace("fps = 30 ", "fps = 5 "),
+            &[
+                "--input",
+                &format!("images:{}", data(picture)),
+                "--detection",
+                "nanodet",
+            ],
+        );
+        let results = server.wait_for("/api/v1/results", Duration::from_secs(90), |r| {
+            r["detection"].is_array()
+        });
+        let expected = fitted_reference_box(picture, label, (1280.0, 720.0));
+        let best = results["detection"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["label"] == label)
+            .map(|d| iou(&numbers(&d["box"]), &expected))
+            .fold(0.0, f64::max);
+        assert!(
+            best > 0.7,
+            "{picture}: {label} best IoU {best} in {results}"
+        );
+    }
 }
 
 #[test]

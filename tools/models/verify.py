@@ -8,7 +8,7 @@ reference that visiond's Rust decoders are compared with; --json writes their re
 
 Preprocessing: the whole picture is stretched to the model's input size with PIL's
 bilinear filter (a triangle filter widened when shrinking), then (pixel - mean) / std in
-the catalog's channel order. A model whose `fit` is letterbox (NanoDet) or
+the catalog's channel order. A model whose `fit` is letterbox or
 pad-bottom-right (DeepLab) instead gets the picture scaled with the same filter, keeping
 its aspect ratio, to fit the input, centred or at the top-left corner, and the rest filled
 with `pad_value` (see placement).
