@@ -432,6 +432,12 @@ impl Engine for Timed {
         outputs
     }
 
+    /// Not timed: the queued work runs with the next run, which is.
+    #[cfg(feature = "gpu")]
+    fn queue(&mut self, work: &mut crate::engine::Fill<'_>) -> Option<anyhow::Result<()>> {
+        self.engine.queue(work)
+    }
+
     fn placement(&self) -> crate::engine::Placement {
         self.engine.placement()
     }

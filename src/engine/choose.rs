@@ -189,6 +189,11 @@ impl Engine for FellBack {
         self.engine.run_filled(fill)
     }
 
+    #[cfg(feature = "gpu")]
+    fn queue(&mut self, work: &mut super::Fill<'_>) -> Option<anyhow::Result<()>> {
+        self.engine.queue(work)
+    }
+
     fn placement(&self) -> Placement {
         Placement {
             fallback: Some(self.why.clone()),

@@ -53,8 +53,9 @@ pub struct ModelInput {
     pub dtype: DType,
     /// Output names in the order the task wants them; empty: the model's outputs in order.
     pub outputs: Vec<String>,
-    /// The task fits whole frames into this input (`InputSpec::run`): an engine on a GPU then
-    /// takes it on the device, where the task's kernel writes it.
+    /// The task makes this input from whole frames (`InputSpec::run`, or an action clip of
+    /// them): an engine on a GPU then takes it on the device, where the task's kernels write
+    /// it.
     pub from_frames: bool,
 }
 
@@ -79,6 +80,13 @@ pub trait Engine: Send {
     /// host tensor to `run`).
     #[cfg(feature = "gpu")]
     fn run_filled(&mut self, _fill: &mut Fill<'_>) -> Option<anyhow::Result<Vec<Tensor>>> {
+        None
+    }
+    /// Lets `work` queue on the GPU stream the model computes on, before its next run and
+    /// without one: a task whose input is made over several frames (a clip) writes each
+    /// frame's part as it comes. `None` when this engine takes no device input.
+    #[cfg(feature = "gpu")]
+    fn queue(&mut self, _work: &mut Fill<'_>) -> Option<anyhow::Result<()>> {
         None
     }
     /// Where the model's graph runs, for `/api/v1/status` and `/metrics`.

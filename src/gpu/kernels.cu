@@ -204,3 +204,21 @@ extern "C" __global__ void box_blur(const float* in, float* out, int width, int 
     }
     for (int c = 0; c < 3; c++) out[(y * width + x) * 3 + c] = sum[c] / (float)(2 * radius + 1);
 }
+
+// One thread a pixel of an action clip's input [1,3,T,H,W] (channel-major, then time), from
+// the ring of T frames [T][3][H][W] that vision::action keeps on the device, whose oldest
+// frame is slot `oldest`: a copy, frames in order from the oldest.
+extern "C" __global__ void gather_clip(const float* ring, float* clip, int width, int height,
+                                       int frames, int oldest) {
+    int x = blockIdx.x * blockDim.x + threadIdx.x;
+    int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= width || y >= height) return;
+    unsigned long long plane = (unsigned long long)width * height, at = (unsigned long long)y * width + x;
+    for (int c = 0; c < 3; c++) {
+        for (int t = 0; t < frames; t++) {
+            int slot = (oldest + t) % frames;
+            clip[((unsigned long long)c * frames + t) * plane + at] =
+                ring[((unsigned long long)slot * 3 + c) * plane + at];
+        }
+    }
+}

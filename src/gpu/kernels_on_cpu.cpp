@@ -8,6 +8,8 @@
 //     the blurred cells (f32 x 3), the class ids (u8), and to the end the palette (f32 x 4);
 //     stdout the painted RGB (vision::layer).
 //   kernels-on-cpu blur WIDTH HEIGHT RADIUS ALONG_COLUMNS: stdin and stdout f32 x 3 cells.
+//   kernels-on-cpu clip WIDTH HEIGHT FRAMES OLDEST: stdin the ring of frames (f32), stdout
+//     the clip (f32) (vision::action).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -117,10 +119,22 @@ static int blur(char** args) {
     return write_all(out);
 }
 
+static int clip(char** args) {
+    int width = atoi(args[0]), height = atoi(args[1]);
+    int frames = atoi(args[2]), oldest = atoi(args[3]);
+    std::vector<float> ring, out((size_t)width * height * 3 * frames);
+    if (!read_all(ring, out.size())) return 3;
+    each_thread(width, height,
+                [&] { gather_clip(ring.data(), out.data(), width, height, frames, oldest); });
+    return write_all(out);
+}
+
 int main(int argc, char** argv) {
     if (argc == 2 && !strcmp(argv[1], "fit")) return fit();
     if (argc == 2 && !strcmp(argv[1], "layers")) return layers();
     if (argc == 6 && !strcmp(argv[1], "blur")) return blur(argv + 2);
-    fprintf(stderr, "usage: kernels-on-cpu fit | layers | blur WIDTH HEIGHT RADIUS ALONG_COLUMNS\n");
+    if (argc == 6 && !strcmp(argv[1], "clip")) return clip(argv + 2);
+    fprintf(stderr, "usage: kernels-on-cpu fit | layers | blur WIDTH HEIGHT RADIUS ALONG_COLUMNS"
+                    " | clip WIDTH HEIGHT FRAMES OLDEST\n");
     return 1;
 }

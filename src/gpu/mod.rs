@@ -26,6 +26,8 @@ pub struct Gpu {
     /// `paint_layers` and `box_blur`: the full-frame overlays (vision::layer::gpu).
     pub paint_layers: CudaFunction,
     pub box_blur: CudaFunction,
+    /// `gather_clip`: an action clip's input from its ring of frames (vision::action).
+    pub gather_clip: CudaFunction,
     /// The overlays are painted on it, after every model's stream has read the frame.
     pub draw: Arc<CudaStream>,
     /// Frames are copied here first: the driver copies pinned memory to the device
@@ -100,6 +102,7 @@ impl Gpu {
             fit: function("fit_resize_pack")?,
             paint_layers: function("paint_layers")?,
             box_blur: function("box_blur")?,
+            gather_clip: function("gather_clip")?,
             draw,
             context,
             staging: Mutex::new(None),
@@ -113,6 +116,16 @@ impl Gpu {
         data: &[T],
     ) -> anyhow::Result<cudarc::driver::CudaSlice<T>> {
         let slice = self.upload.clone_htod(data)?;
+        self.upload.synchronize()?;
+        Ok(slice)
+    }
+
+    /// `len` zeros on the device, for good (a buffer a task keeps), ready when this returns.
+    pub fn zeros<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+        &self,
+        len: usize,
+    ) -> anyhow::Result<cudarc::driver::CudaSlice<T>> {
+        let slice = self.upload.alloc_zeros(len)?;
         self.upload.synchronize()?;
         Ok(slice)
     }
@@ -174,6 +187,15 @@ pub fn bytes_of<T: Copy>(value: &T) -> &[u8] {
     unsafe {
         std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
     }
+}
+
+/// Floats from the bytes `kernels_on_cpu` writes.
+#[cfg(test)]
+pub fn f32s_from(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 #[cfg(test)]

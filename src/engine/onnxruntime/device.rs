@@ -87,9 +87,14 @@ impl Input {
     /// Lets `fill` write the input on the session's stream, runs the session on it, and
     /// returns the outputs on the host.
     pub fn run(&self, session: &mut Session, fill: &mut Fill<'_>) -> anyhow::Result<Vec<Tensor>> {
-        fill(self.stream.gpu, self.address, &self.stream.stream)?;
+        self.queue(fill)?;
         let outputs = session.run_binding(&self.binding)?;
         host_tensors(&outputs, &self.output_names)
+    }
+
+    /// Lets `work` queue on the session's stream, ahead of the next run.
+    pub fn queue(&self, work: &mut Fill<'_>) -> anyhow::Result<()> {
+        work(self.stream.gpu, self.address, &self.stream.stream)
     }
 }
 

@@ -328,6 +328,11 @@ impl Engine for OrtEngine {
         Some(device_input.run(&mut self.session, fill))
     }
 
+    #[cfg(feature = "gpu")]
+    fn queue(&mut self, work: &mut super::Fill<'_>) -> Option<anyhow::Result<()>> {
+        Some(self.device_input.as_ref()?.queue(work))
+    }
+
     fn placement(&self) -> Placement {
         self.placement.clone()
     }

@@ -116,10 +116,7 @@ fn blurred_by_kernels(frame: &Frame) -> Vec<f32> {
             cells = kernels_on_cpu(&args, &cells);
         }
     }
-    cells
-        .chunks_exact(4)
-        .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    crate::gpu::f32s_from(&cells)
 }
 
 fn painted_on_cpu(frame: &Frame, layers: &[Layer]) -> Vec<u8> {

@@ -2,7 +2,11 @@
 //! last T sampled frames: I3D Kinetics-400 from the catalog, or a user's jetson-inference
 //! resnet18-kinetics file with actionNet's convention. One frame is sampled, then
 //! `skip_frames` are skipped; the model runs whenever the window is full and a new frame
-//! came in. The caption sits under the classification's.
+//! came in. The caption sits under the classification's. Where the model takes its input
+//! on the GPU, the window is a ring of pre-processed frames there (`gpu`).
+
+#[cfg(feature = "gpu")]
+mod gpu;
 
 use super::jetson;
 use super::preprocess::{InputSpec, Layout};
@@ -55,15 +59,14 @@ pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>
             shape: clip.shape(),
             dtype: DType::F32,
             outputs: output,
-            // A clip of frames, stacked on the host.
-            from_frames: false,
+            from_frames: true,
         },
     )?;
     Ok(Box::new(Action {
+        window: Window::for_engine(&*engine),
         engine,
         clip,
         labels,
-        window: VecDeque::new(),
         to_skip: 0,
         best: None,
         threshold: settings.action.confidence_threshold,
@@ -93,6 +96,11 @@ impl Clip {
         })
     }
 
+    /// Values in one frame of the clip.
+    fn frame_len(&self) -> usize {
+        3 * (self.frame.width * self.frame.height) as usize
+    }
+
     fn shape(&self) -> Vec<usize> {
         let f = &self.frame;
         vec![1, 3, self.frames, f.height as usize, f.width as usize]
@@ -102,7 +110,7 @@ impl Clip {
     /// channel-major, then time.
     fn tensor(&self, window: &VecDeque<Tensor>) -> Tensor {
         let plane = (self.frame.width * self.frame.height) as usize;
-        let mut data = Vec::with_capacity(3 * self.frames * plane);
+        let mut data = Vec::with_capacity(self.frames * self.frame_len());
         for c in 0..3 {
             for frame in window {
                 data.extend_from_slice(&frame.as_f32()[c * plane..(c + 1) * plane]);
@@ -112,12 +120,65 @@ impl Clip {
     }
 }
 
+/// The last sampled frames, each stretched and normalised.
+enum Window {
+    /// On the host, oldest first.
+    Host(VecDeque<Tensor>),
+    /// On the GPU, where the model reads its input.
+    #[cfg(feature = "gpu")]
+    Device(gpu::DeviceWindow),
+}
+
+impl Window {
+    /// Where `engine` reads its input.
+    fn for_engine(engine: &dyn Engine) -> Window {
+        #[cfg(feature = "gpu")]
+        if engine.placement().input_on_gpu {
+            return Window::Device(gpu::DeviceWindow::default());
+        }
+        let _ = engine;
+        Window::Host(VecDeque::new())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Window::Host(frames) => frames.len(),
+            #[cfg(feature = "gpu")]
+            Window::Device(ring) => ring.len(),
+        }
+    }
+
+    /// Adds `frame` as the newest, dropping the oldest once the window holds the clip.
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    fn push(&mut self, engine: &mut dyn Engine, clip: &Clip, frame: &Frame) -> anyhow::Result<()> {
+        match self {
+            Window::Host(frames) => {
+                if frames.len() == clip.frames {
+                    frames.pop_front();
+                }
+                frames.push_back(clip.frame.tensor(frame));
+                Ok(())
+            }
+            #[cfg(feature = "gpu")]
+            Window::Device(ring) => ring.push(engine, clip, frame),
+        }
+    }
+
+    /// Runs `engine` on the clip of the window's frames.
+    fn run(&self, engine: &mut dyn Engine, clip: &Clip) -> anyhow::Result<Vec<Tensor>> {
+        match self {
+            Window::Host(frames) => engine.run(&clip.tensor(frames)),
+            #[cfg(feature = "gpu")]
+            Window::Device(ring) => ring.run(engine, clip),
+        }
+    }
+}
+
 struct Action {
     engine: Box<dyn Engine>,
     clip: Clip,
     labels: Vec<String>,
-    /// The last sampled frames, oldest first, each stretched and normalised.
-    window: VecDeque<Tensor>,
+    window: Window,
     /// Frames still to skip before the next sample.
     to_skip: u32,
     /// The last run's best class and its probability.
@@ -133,14 +194,11 @@ impl Task for Action {
             return Ok(());
         }
         self.to_skip = settings.action.skip_frames;
-        if self.window.len() == self.clip.frames {
-            self.window.pop_front();
-        }
-        self.window.push_back(self.clip.frame.tensor(frame));
+        self.window.push(&mut *self.engine, &self.clip, frame)?;
         if self.window.len() < self.clip.frames {
             return Ok(());
         }
-        let outputs = self.engine.run(&self.clip.tensor(&self.window))?;
+        let outputs = self.window.run(&mut *self.engine, &self.clip)?;
         let mut probabilities = outputs
             .first()
             .context("the model gave no output")?
