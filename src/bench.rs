@@ -12,7 +12,7 @@ mod preprocess;
 pub mod reload;
 pub mod webrtc;
 
-use crate::engine::{Backend, DType, Engine, Loader, ModelInput, Tensor, TensorData};
+use crate::engine::{Backend, DType, Engine, Io, Loader, ModelInput, Tensor, TensorData};
 use crate::media::{images, Frame};
 use crate::settings::values::Values;
 use crate::vision::{self, catalog::Catalog};
@@ -148,7 +148,7 @@ fn model_input(entry: &vision::catalog::Entry) -> ModelInput {
         dtype,
         outputs: entry.outputs.clone(),
         // Timed on host tensors: the frame-to-outputs times on the GPU are in `preprocess`.
-        from_frames: false,
+        io: Io::Host,
     }
 }
 
@@ -430,6 +430,18 @@ impl Engine for Timed {
         let outputs = self.engine.run_filled(fill);
         self.stopwatch.add(start.elapsed());
         outputs
+    }
+
+    #[cfg(feature = "gpu")]
+    fn run_on_device(
+        &mut self,
+        fill: &mut crate::engine::Fill<'_>,
+        decode: &mut crate::engine::Decode<'_>,
+    ) -> Option<anyhow::Result<()>> {
+        let start = Instant::now();
+        let done = self.engine.run_on_device(fill, decode);
+        self.stopwatch.add(start.elapsed());
+        done
     }
 
     /// Not timed: the queued work runs with the next run, which is.

@@ -5,7 +5,7 @@
 //! host, with the frame on the GPU and with a host tensor.
 
 use super::timed;
-use crate::engine::{DType, Engine, Loader, ModelInput};
+use crate::engine::{DType, Engine, Io, Loader, ModelInput};
 use crate::gpu::Gpu;
 use crate::media::{images, Frame};
 use crate::vision::catalog::Catalog;
@@ -71,7 +71,7 @@ pub fn compare(
             shape: spec.shape(),
             dtype: spec.dtype,
             outputs: entry.outputs.clone(),
-            from_frames: true,
+            io: Io::Frames,
         };
         let mut engine = loader(&catalog.path_of(entry), &input)?;
         whole.push((

@@ -190,6 +190,15 @@ impl Engine for FellBack {
     }
 
     #[cfg(feature = "gpu")]
+    fn run_on_device(
+        &mut self,
+        fill: &mut super::Fill<'_>,
+        decode: &mut super::Decode<'_>,
+    ) -> Option<anyhow::Result<()>> {
+        self.engine.run_on_device(fill, decode)
+    }
+
+    #[cfg(feature = "gpu")]
     fn queue(&mut self, work: &mut super::Fill<'_>) -> Option<anyhow::Result<()>> {
         self.engine.queue(work)
     }
@@ -205,7 +214,7 @@ impl Engine for FellBack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::DType;
+    use crate::engine::{DType, Io};
 
     struct Fake;
 
@@ -228,7 +237,7 @@ mod tests {
             shape: vec![1],
             dtype: DType::F32,
             outputs: Vec::new(),
-            from_frames: false,
+            io: Io::Host,
         };
         Ok(falling_back(loaders)(Path::new("model.onnx"), &input)?.placement())
     }

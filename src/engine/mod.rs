@@ -53,10 +53,22 @@ pub struct ModelInput {
     pub dtype: DType,
     /// Output names in the order the task wants them; empty: the model's outputs in order.
     pub outputs: Vec<String>,
-    /// The task makes this input from whole frames (`InputSpec::run`, or an action clip of
-    /// them): an engine on a GPU then takes it on the device, where the task's kernels write
-    /// it.
-    pub from_frames: bool,
+    /// What the task does with the input and outputs, which says where they may live.
+    pub io: Io,
+}
+
+/// What a task does with a model's input and outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Io {
+    /// It builds the input on the host (crops of its own) and decodes the outputs there.
+    Host,
+    /// It makes the input from whole frames (`InputSpec::run`, or an action clip of them):
+    /// an engine on a GPU then takes it on the device, where the task's kernels write it.
+    /// The outputs come to the host.
+    Frames,
+    /// As `Frames`, and where the input is on the GPU, the task's kernels decode the outputs
+    /// there too (`Engine::run_on_device`) and bring down only what it needs.
+    FramesDecodedOnGpu,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,7 +80,29 @@ pub enum DType {
 /// Writes a model's input in place on the GPU: given the GPU, the input tensor's device
 /// address and the session's stream, queues the work that fills it.
 #[cfg(feature = "gpu")]
-pub type Fill<'a> = dyn FnMut(&'static crate::gpu::Gpu, u64, &cudarc::driver::CudaStream) -> anyhow::Result<()>
+pub type Fill<'a> = dyn FnMut(
+        &'static crate::gpu::Gpu,
+        u64,
+        &std::sync::Arc<cudarc::driver::CudaStream>,
+    ) -> anyhow::Result<()>
+    + 'a;
+
+/// A model output left on the GPU: its shape and device address (f32 values), valid while
+/// the `Decode` given it runs.
+#[cfg(feature = "gpu")]
+pub struct DeviceTensor {
+    pub shape: Vec<usize>,
+    pub address: u64,
+}
+
+/// Reads a model's outputs where they are on the GPU (in `ModelInput::outputs` order), on the
+/// session's stream, and brings down what the task needs.
+#[cfg(feature = "gpu")]
+pub type Decode<'a> = dyn FnMut(
+        &'static crate::gpu::Gpu,
+        &[DeviceTensor],
+        &std::sync::Arc<cudarc::driver::CudaStream>,
+    ) -> anyhow::Result<()>
     + 'a;
 
 /// A loaded model, ready to run. One per task; used from the pipeline thread only.
@@ -80,6 +114,16 @@ pub trait Engine: Send {
     /// host tensor to `run`).
     #[cfg(feature = "gpu")]
     fn run_filled(&mut self, _fill: &mut Fill<'_>) -> Option<anyhow::Result<Vec<Tensor>>> {
+        None
+    }
+    /// As `run_filled`, for a model loaded with `Io::FramesDecodedOnGpu`: its outputs stay on
+    /// the GPU, where `decode` reads them. `None` when this engine takes no device input.
+    #[cfg(feature = "gpu")]
+    fn run_on_device(
+        &mut self,
+        _fill: &mut Fill<'_>,
+        _decode: &mut Decode<'_>,
+    ) -> Option<anyhow::Result<()>> {
         None
     }
     /// Lets `work` queue on the GPU stream the model computes on, before its next run and

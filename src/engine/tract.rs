@@ -146,6 +146,7 @@ fn plain<D: Datum + Copy>(tensor: &tract_onnx::prelude::Tensor) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Io;
 
     #[test]
     fn runs_a_shipped_model_and_orders_outputs_by_name() {
@@ -155,7 +156,7 @@ mod tests {
             shape: vec![1, 3, 416, 416],
             dtype: DType::F32,
             outputs: vec!["reg_32".into(), "cls_8".into()],
-            from_frames: false,
+            io: Io::Host,
         };
         let mut engine = TractEngine::load(&dir.join("nanodet.onnx"), &input, 1).unwrap();
         let outputs = engine

@@ -222,3 +222,47 @@ extern "C" __global__ void gather_clip(const float* ring, float* clip, int width
         }
     }
 }
+
+// What `class_map` needs; the same layout as `ClassScores` in src/vision/segmentation/gpu.rs.
+struct ClassScores {
+    unsigned long long scores;   // the model's output, f32, on the device
+    unsigned long long ids;      // the class map out: u8, width x height
+    unsigned long long columns;  // a Tap for each map column, then
+    unsigned long long rows;     // one for each map row: where it samples the grid
+    int width, height;
+    int grid_w, grid_h;
+    int classes;                 // 1: a probability p, taken as the scores (1 - p, p)
+    int nchw;                    // 1: [1,C,H,W]; 0: [1,H,W,C]
+};
+
+__device__ float class_score(const ClassScores& m, int c, int x, int y) {
+    const float* s = (const float*)m.scores;
+    if (m.classes == 1) {
+        float p = s[y * m.grid_w + x];
+        return c ? p : 1.0f - p;
+    }
+    return m.nchw ? s[((unsigned long long)c * m.grid_h + y) * m.grid_w + x]
+                  : s[((unsigned long long)y * m.grid_w + x) * m.classes + c];
+}
+
+// One thread a map pixel: every class's score upsampled there (rows blended first, as
+// vision::segmentation's `ClassMap::of` does), and the first best class.
+extern "C" __global__ void class_map(const ClassScores m) {
+    int x = blockIdx.x * blockDim.x + threadIdx.x;
+    int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= m.width || y >= m.height) return;
+    Tap tx = ((const Tap*)m.columns)[x], ty = ((const Tap*)m.rows)[y];
+    int classes = m.classes > 1 ? m.classes : 2;
+    float best = 0.0f;
+    int id = 0;
+    for (int c = 0; c < classes; c++) {
+        float low = mix(class_score(m, c, tx.low, ty.low), class_score(m, c, tx.low, ty.high), ty.weight);
+        float high = mix(class_score(m, c, tx.high, ty.low), class_score(m, c, tx.high, ty.high), ty.weight);
+        float v = mix(low, high, tx.weight);
+        if (c == 0 || !(best >= v)) {
+            best = v;
+            id = c;
+        }
+    }
+    ((unsigned char*)m.ids)[(unsigned long long)y * m.width + x] = (unsigned char)id;
+}

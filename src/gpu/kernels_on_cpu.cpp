@@ -10,6 +10,9 @@
 //   kernels-on-cpu blur WIDTH HEIGHT RADIUS ALONG_COLUMNS: stdin and stdout f32 x 3 cells.
 //   kernels-on-cpu clip WIDTH HEIGHT FRAMES OLDEST: stdin the ring of frames (f32), stdout
 //     the clip (f32) (vision::action).
+//   kernels-on-cpu classes: stdin `ClassScores` as its bytes (addresses left 0), the scores
+//     (f32), the columns' then the rows' taps; stdout the class map (u8)
+//     (vision::segmentation).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -129,12 +132,29 @@ static int clip(char** args) {
     return write_all(out);
 }
 
+static int classes() {
+    ClassScores m;
+    std::vector<float> scores;
+    std::vector<Tap> columns, rows;
+    if (fread(&m, sizeof m, 1, stdin) != 1) return 2;
+    if (!read_all(scores, (size_t)m.grid_w * m.grid_h * m.classes)) return 3;
+    if (!read_all(columns, m.width) || !read_all(rows, m.height)) return 3;
+    std::vector<unsigned char> ids((size_t)m.width * m.height);
+    m.scores = address(scores);
+    m.ids = address(ids);
+    m.columns = address(columns);
+    m.rows = address(rows);
+    each_thread(m.width, m.height, [&] { class_map(m); });
+    return write_all(ids);
+}
+
 int main(int argc, char** argv) {
     if (argc == 2 && !strcmp(argv[1], "fit")) return fit();
     if (argc == 2 && !strcmp(argv[1], "layers")) return layers();
     if (argc == 6 && !strcmp(argv[1], "blur")) return blur(argv + 2);
     if (argc == 6 && !strcmp(argv[1], "clip")) return clip(argv + 2);
+    if (argc == 2 && !strcmp(argv[1], "classes")) return classes();
     fprintf(stderr, "usage: kernels-on-cpu fit | layers | blur WIDTH HEIGHT RADIUS ALONG_COLUMNS"
-                    " | clip WIDTH HEIGHT FRAMES OLDEST\n");
+                    " | clip WIDTH HEIGHT FRAMES OLDEST | classes\n");
     return 1;
 }

@@ -28,6 +28,8 @@ pub struct Gpu {
     pub box_blur: CudaFunction,
     /// `gather_clip`: an action clip's input from its ring of frames (vision::action).
     pub gather_clip: CudaFunction,
+    /// `class_map`: a segmentation model's scores to its class map (vision::segmentation).
+    pub class_map: CudaFunction,
     /// The overlays are painted on it, after every model's stream has read the frame.
     pub draw: Arc<CudaStream>,
     /// Frames are copied here first: the driver copies pinned memory to the device
@@ -103,6 +105,7 @@ impl Gpu {
             paint_layers: function("paint_layers")?,
             box_blur: function("box_blur")?,
             gather_clip: function("gather_clip")?,
+            class_map: function("class_map")?,
             draw,
             context,
             staging: Mutex::new(None),

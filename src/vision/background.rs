@@ -8,7 +8,7 @@ use super::layer::{Backdrop, Layer};
 use super::mask::{self, Grid};
 use super::preprocess::{resize, InputSpec};
 use super::{custom_layers, resolve, score_json, Context, Network, Task};
-use crate::engine::Engine;
+use crate::engine::{Engine, Io};
 use crate::media::Frame;
 use crate::settings::Settings;
 use anyhow::Context as _;
@@ -40,7 +40,7 @@ pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>
             (path, input, name, outputs, true)
         }
     };
-    let engine = ctx.load_picture_model(&path, &input, (input_name, outputs), true)?;
+    let engine = ctx.load_picture_model(&path, &input, (input_name, outputs), Io::Frames)?;
     Ok(Box::new(Background {
         engine,
         input,

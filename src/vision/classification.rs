@@ -4,7 +4,7 @@
 use super::jetson::{IMAGENET_MEAN, IMAGENET_STD};
 use super::preprocess::{InputSpec, Layout};
 use super::{custom_layers, label_of, overlay, resolve, score_json, Context, Network, Task};
-use crate::engine::Engine;
+use crate::engine::{Engine, Io};
 use crate::media::Frame;
 use crate::settings::Settings;
 use serde_json::{json, Value as Json};
@@ -52,7 +52,7 @@ impl Classifier {
                 (input, name, outputs, path)
             }
         };
-        let engine = ctx.load_picture_model(&path, &input, (name, outputs), true)?;
+        let engine = ctx.load_picture_model(&path, &input, (name, outputs), Io::Frames)?;
         Ok(Classifier {
             engine,
             input,

@@ -4,7 +4,7 @@
 use super::preprocess::{InputSpec, Layout};
 use super::tracker::{Rules, Tracker};
 use super::{custom_layers, label_of, overlay, resolve, score_json, Context, Network, Task};
-use crate::engine::{Engine, Tensor};
+use crate::engine::{Engine, Io, Tensor};
 use crate::media::Frame;
 use crate::settings::Settings;
 use anyhow::Context as _;
@@ -75,7 +75,7 @@ impl Detector {
                 (input, Decoder::Ssd, name, outputs, path)
             }
         };
-        let engine = ctx.load_picture_model(&path, &input, (name, outputs), true)?;
+        let engine = ctx.load_picture_model(&path, &input, (name, outputs), Io::Frames)?;
         Ok(Detector {
             engine,
             input,

@@ -10,7 +10,7 @@ use super::mask::to_byte;
 use super::preprocess::{resize_region, to_tensor, InputSpec};
 use super::scores::sigmoid;
 use super::{catalog::Entry, Context, Task};
-use crate::engine::Engine;
+use crate::engine::{Engine, Io};
 use crate::media::Frame;
 use crate::settings::Settings;
 use anyhow::Context as _;
@@ -48,7 +48,8 @@ impl Stage {
         // Landmarks and presence; the palm detector's boxes and scores.
         let outputs = entry.outputs.iter().take(2).cloned().collect();
         // Fed crops and letterboxed palms made on the host, not whole frames.
-        let engine = ctx.load_picture_model(path, &input, (entry.input.clone(), outputs), false)?;
+        let engine =
+            ctx.load_picture_model(path, &input, (entry.input.clone(), outputs), Io::Host)?;
         Ok(Stage { engine, input })
     }
 

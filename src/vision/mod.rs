@@ -21,7 +21,7 @@ mod testing;
 mod tracker;
 mod trt_pose;
 
-use crate::engine::{Engine, Loader, ModelInput};
+use crate::engine::{Engine, Io, Loader, ModelInput};
 use crate::media::Frame;
 use crate::settings::{schema::MODEL_SECTIONS, typed::Model, Settings};
 use catalog::Catalog;
@@ -58,21 +58,20 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// Loads the picture model at `path`, fed tensors of `input` at tensor `name`, giving
-    /// `outputs` (empty: all, in the file's order). `from_frames`: the task feeds it whole
-    /// frames through `InputSpec::run` (not crops of its own).
+    /// `outputs` (empty: all, in the file's order); `io`: what the task does with them.
     pub fn load_picture_model(
         &self,
         path: &Path,
         input: &InputSpec,
         (name, outputs): (String, Vec<String>),
-        from_frames: bool,
+        io: Io,
     ) -> anyhow::Result<Box<dyn Engine>> {
         let model_input = ModelInput {
             name,
             shape: input.shape(),
             dtype: input.dtype,
             outputs,
-            from_frames,
+            io,
         };
         (self.loader)(path, &model_input)
     }

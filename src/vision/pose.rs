@@ -5,7 +5,7 @@
 use super::keypoints::{Keypoint, Pose, Skeleton, COCO_LINKS};
 use super::preprocess::{InputSpec, Region};
 use super::{catalog::Entry, hands, resolve, trt_pose, Context, Network, Task};
-use crate::engine::{Engine, Tensor};
+use crate::engine::{Engine, Io, Tensor};
 use crate::media::Frame;
 use crate::settings::Settings;
 use anyhow::Context as _;
@@ -42,7 +42,7 @@ impl MoveNet {
             path,
             &input,
             (entry.input.clone(), entry.outputs.clone()),
-            true,
+            Io::Frames,
         )?;
         Ok(MoveNet {
             engine,

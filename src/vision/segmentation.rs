@@ -3,7 +3,11 @@
 //! jetson-inference FCN-ResNet18 file with segNet's convention. The class scores are
 //! upsampled over the part of the input that shows the frame (bilinearly for "linear", the
 //! nearest cell for "point") and the best class taken at each pixel; the class map is drawn
-//! as class colours over the frame ("overlay") or alone ("mask").
+//! as class colours over the frame ("overlay") or alone ("mask"). Where the model takes its
+//! input on the GPU, the class map is made there too (`gpu`).
+
+#[cfg(feature = "gpu")]
+mod gpu;
 
 use super::jetson;
 use super::layer::{ClassIds, Layer};
@@ -11,7 +15,7 @@ use super::mask::{self, Alignment, Filter};
 use super::preprocess::{InputSpec, Layout};
 use super::scores::argmax;
 use super::{catalog, custom_layers, overlay, resolve, score_json, Context, Network, Task};
-use crate::engine::{Engine, Tensor};
+use crate::engine::{Engine, Io, Tensor};
 use crate::media::Frame;
 use crate::settings::{typed::Model, Settings};
 use anyhow::Context as _;
@@ -43,7 +47,7 @@ fn catalog_model(
     let input = InputSpec::of(entry)?;
     let (name, outputs) = (entry.input.clone(), entry.outputs.clone());
     let path = ctx.catalog.path_of(entry);
-    let engine = ctx.load_picture_model(&path, &input, (name, outputs), true)?;
+    let engine = ctx.load_picture_model(&path, &input, (name, outputs), Io::FramesDecodedOnGpu)?;
     let labels = Network::Catalog(entry, path).labels(model, ctx.catalog)?;
     let alignment = match entry.extra.get("align_corners").and_then(|a| a.as_bool()) {
         Some(true) => Alignment::Corners,
@@ -69,7 +73,7 @@ fn catalog_model(
 fn fcn(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Segmentation> {
     let (name, outputs) = custom_layers(model, "", &[]);
     let input = jetson::imagenet_input(path, &name, &[1, 3, 320, 320])?;
-    let engine = ctx.load_picture_model(path, &input, (name, outputs), true)?;
+    let engine = ctx.load_picture_model(path, &input, (name, outputs), Io::FramesDecodedOnGpu)?;
     let classes_file = match model.labels.trim() {
         "" => jetson::beside(path, "classes.txt"),
         file => Some(PathBuf::from(file)),
@@ -178,18 +182,7 @@ impl Scores {
     /// From an output in `layout` ([1,C,H,W] or [1,H,W,C]). One channel is a person
     /// probability p (selfie), taken as the scores (1 - p, p): person above one half.
     fn of(output: &Tensor, layout: Layout) -> anyhow::Result<Scores> {
-        let (classes, height, width) = match (layout, output.shape.as_slice()) {
-            (Layout::Nhwc, &[1, h, w, 1]) | (Layout::Nchw, &[1, 1, h, w]) => (1, h, w),
-            (Layout::Nchw, &[1, c, h, w]) | (Layout::Nhwc, &[1, h, w, c]) => (c, h, w),
-            (_, shape) => {
-                anyhow::bail!("class scores of shape {shape:?} are not a {layout:?} grid")
-            }
-        };
-        anyhow::ensure!(
-            classes <= 256 && width > 0 && height > 0,
-            "class scores of shape {:?}: 1 to 256 classes over a grid are supported",
-            output.shape
-        );
+        let (classes, height, width) = grid_of(&output.shape, layout)?;
         let data = output.as_f32();
         let plane = width * height;
         let values = match (classes, layout) {
@@ -207,6 +200,48 @@ impl Scores {
             values,
         })
     }
+}
+
+/// (classes, height, width) of class scores of `shape` in `layout` ([1,C,H,W] or
+/// [1,H,W,C]); one class is a person probability.
+fn grid_of(shape: &[usize], layout: Layout) -> anyhow::Result<(usize, usize, usize)> {
+    let (classes, height, width) = match (layout, shape) {
+        (Layout::Nhwc, &[1, h, w, 1]) | (Layout::Nchw, &[1, 1, h, w]) => (1, h, w),
+        (Layout::Nchw, &[1, c, h, w]) | (Layout::Nhwc, &[1, h, w, c]) => (c, h, w),
+        (_, shape) => {
+            anyhow::bail!("class scores of shape {shape:?} are not a {layout:?} grid")
+        }
+    };
+    anyhow::ensure!(
+        classes <= 256 && width > 0 && height > 0,
+        "class scores of shape {shape:?}: 1 to 256 classes over a grid are supported"
+    );
+    Ok((classes, height, width))
+}
+
+/// Where each pixel of a class map samples a `grid` (width, height) of scores: the map's
+/// columns and rows. The map covers the part of `input` that shows a frame of `size`.
+fn map_taps(
+    grid: (usize, usize),
+    (input, alignment): (&InputSpec, Alignment),
+    size: (u32, u32),
+    filter: Filter,
+) -> (Vec<mask::Tap>, Vec<mask::Tap>) {
+    let [x1, y1, x2, y2] = input.region(size).0;
+    // The frame's first pixel and extent along one axis, in input pixels (past the
+    // input's edges when it was cropped; such a frame is not made of crumbs).
+    let span = |start: f32, end: f32, frame: u32, input: u32| {
+        let per_frame_pixel = input as f32 / (end - start);
+        let first = -start * per_frame_pixel;
+        let count = (frame as f32 * per_frame_pixel).round().max(1.0) as usize;
+        (first, count.min(4 * input as usize))
+    };
+    let columns = span(x1, x2, size.0, input.width);
+    let rows = span(y1, y2, size.1, input.height);
+    (
+        mask::input_taps(columns, input.width as usize, grid.0, alignment, filter),
+        mask::input_taps(rows, input.height as usize, grid.1, alignment, filter),
+    )
 }
 
 /// The class of every input pixel that shows the frame, row after row: the map covers the
@@ -227,32 +262,9 @@ impl ClassMap {
         size: (u32, u32),
         filter: Filter,
     ) -> ClassMap {
-        let [x1, y1, x2, y2] = input.region(size).0;
-        // The frame's first pixel and extent along one axis, in input pixels (past the
-        // input's edges when it was cropped; such a frame is not made of crumbs).
-        let span = |start: f32, end: f32, frame: u32, input: u32| {
-            let per_frame_pixel = input as f32 / (end - start);
-            let first = -start * per_frame_pixel;
-            let count = (frame as f32 * per_frame_pixel).round().max(1.0) as usize;
-            (first, count.min(4 * input as usize))
-        };
-        let columns = span(x1, x2, size.0, input.width);
-        let rows = span(y1, y2, size.1, input.height);
-        let (width, height) = (columns.1, rows.1);
-        let columns = mask::input_taps(
-            columns,
-            input.width as usize,
-            scores.width,
-            alignment,
-            filter,
-        );
-        let rows = mask::input_taps(
-            rows,
-            input.height as usize,
-            scores.height,
-            alignment,
-            filter,
-        );
+        let grid = (scores.width, scores.height);
+        let (columns, rows) = map_taps(grid, (input, alignment), size, filter);
+        let (width, height) = (columns.len(), rows.len());
         let c = scores.classes;
         let row_len = scores.width * c;
         let row = |r: usize| &scores.values[r * row_len..(r + 1) * row_len];
@@ -332,11 +344,16 @@ impl Segmentation {
 
 impl Task for Segmentation {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
+        let filter = Filter::parse(&settings.segmentation.filter_mode);
+        #[cfg(feature = "gpu")]
+        if let Some(map) = self.class_map_on_gpu(frame, filter) {
+            self.map = Some(map?);
+            return Ok(());
+        }
         let outputs = self.input.run(&mut *self.engine, frame)?;
         let output = outputs.first().context("the model gave no output")?;
         // The output's layout follows the input's (TensorFlow models are NHWC throughout).
         let scores = Scores::of(output, self.input.layout)?;
-        let filter = Filter::parse(&settings.segmentation.filter_mode);
         self.map = Some(ClassMap::of(
             &scores,
             (&self.input, self.alignment),

@@ -29,7 +29,7 @@ use super::jetson;
 use super::keypoints::{Keypoint, Pose, Skeleton};
 use super::preprocess::InputSpec;
 use super::{custom_layers, Context, Task};
-use crate::engine::{Engine, Tensor};
+use crate::engine::{Engine, Io, Tensor};
 use crate::media::Frame;
 use crate::settings::{typed::Model, Settings};
 use anyhow::Context as _;
@@ -164,7 +164,7 @@ pub struct TrtPose {
 pub fn build(path: &Path, model: &Model, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
     let (name, outputs) = custom_layers(model, "", &["cmap", "paf"]);
     let input = jetson::imagenet_input(path, &name, &[1, 3, 224, 224])?;
-    let engine = ctx.load_picture_model(path, &input, (name, outputs), true)?;
+    let engine = ctx.load_picture_model(path, &input, (name, outputs), Io::Frames)?;
     Ok(Box::new(TrtPose {
         engine,
         input,

@@ -189,13 +189,13 @@ impl OrtEngine {
         #[cfg(feature = "gpu")]
         let stream = provider
             .gpu_device()
-            .filter(|_| frame_on_gpu && input.from_frames)
+            .filter(|_| frame_on_gpu && input.io != super::Io::Host)
             .and_then(|device| device::Stream::new(device as usize));
         #[cfg(feature = "gpu")]
         provider.register(&mut builder, stream.as_ref().map(device::Stream::raw))?;
         // Without the GPU feature every input is a host tensor.
         #[cfg(not(feature = "gpu"))]
-        let _ = (frame_on_gpu, input.from_frames);
+        let _ = (frame_on_gpu, input.io);
         #[cfg(not(feature = "gpu"))]
         provider.register(&mut builder, None)?;
         let mut builder = builder
@@ -266,7 +266,7 @@ impl OrtEngine {
         if let Some(device_input) = &self.device_input {
             // The bound input holds zeros until a kernel fills it.
             device_input
-                .run(&mut self.session, &mut |_, _, _| Ok(()))
+                .warm_up(&mut self.session)
                 .context("first run")?;
             let placement = self.end_profiling()?;
             return Ok(Placement {
@@ -329,6 +329,16 @@ impl Engine for OrtEngine {
     }
 
     #[cfg(feature = "gpu")]
+    fn run_on_device(
+        &mut self,
+        fill: &mut super::Fill<'_>,
+        decode: &mut super::Decode<'_>,
+    ) -> Option<anyhow::Result<()>> {
+        let device_input = self.device_input.as_ref()?;
+        Some(device_input.run_on_device(&mut self.session, fill, decode))
+    }
+
+    #[cfg(feature = "gpu")]
     fn queue(&mut self, work: &mut super::Fill<'_>) -> Option<anyhow::Result<()>> {
         Some(self.device_input.as_ref()?.queue(work))
     }
@@ -372,7 +382,7 @@ fn host_tensors(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{tract::TractEngine, DType};
+    use crate::engine::{tract::TractEngine, DType, Io};
 
     #[test]
     fn matches_tract_on_a_shipped_model() {
@@ -385,7 +395,7 @@ mod tests {
             shape: vec![1, 192, 192, 3],
             dtype: DType::I32,
             outputs: vec![],
-            from_frames: false,
+            io: Io::Host,
         };
         let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu, false) else {
             panic!("libonnxruntime.so is missing: run tools/fetch-onnxruntime")

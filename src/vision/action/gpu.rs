@@ -44,8 +44,7 @@ impl DeviceWindow {
                 let ring = ring.as_mut().expect("allocated above");
                 let (start, _written) = ring.device_ptr_mut(stream);
                 let at = start + (slot * frame_len * std::mem::size_of::<f32>()) as u64;
-                let on_gpu = frame.on_gpu(gpu)?;
-                clip.frame.fill_on_gpu(gpu, &on_gpu, at, stream)
+                clip.frame.fill_from(gpu, frame, at, stream)
             })
             .context("the engine takes no input on the GPU")??;
         self.next = (slot + 1) % frames;

@@ -12,7 +12,7 @@ use super::jetson;
 use super::preprocess::{InputSpec, Layout};
 use super::scores::{argmax, softmax};
 use super::{label_of, overlay, resolve, score_json, Context, Network, Task};
-use crate::engine::{DType, Engine, ModelInput, Tensor};
+use crate::engine::{DType, Engine, Io, ModelInput, Tensor};
 use crate::media::Frame;
 use crate::settings::Settings;
 use anyhow::Context as _;
@@ -59,7 +59,7 @@ pub fn build(settings: &Settings, ctx: &Context) -> anyhow::Result<Box<dyn Task>
             shape: clip.shape(),
             dtype: DType::F32,
             outputs: output,
-            from_frames: true,
+            io: Io::Frames,
         },
     )?;
     Ok(Box::new(Action {

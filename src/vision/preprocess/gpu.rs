@@ -9,6 +9,7 @@ mod taps;
 use super::{InputSpec, Layout, Span};
 use crate::engine::DType;
 use crate::gpu::{frame::OnGpu, Gpu};
+use crate::media::Frame;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -49,6 +50,18 @@ pub(crate) struct Fit {
 unsafe impl DeviceRepr for Fit {}
 
 impl InputSpec {
+    /// `fill_on_gpu` for a frame on the host, uploaded at the first call for any model.
+    pub fn fill_from(
+        &self,
+        gpu: &'static Gpu,
+        frame: &Frame,
+        out: u64,
+        stream: &CudaStream,
+    ) -> anyhow::Result<()> {
+        let on_gpu = frame.on_gpu(gpu)?;
+        self.fill_on_gpu(gpu, &on_gpu, out, stream)
+    }
+
     /// Queues on `stream` the kernel that writes this input for `frame` into `out`, a
     /// device tensor of `self.shape()` and `self.dtype`.
     pub fn fill_on_gpu(

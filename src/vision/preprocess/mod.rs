@@ -327,10 +327,9 @@ impl InputSpec {
     /// engine reads its input there, else through a host tensor.
     pub fn run(&self, engine: &mut dyn Engine, frame: &Frame) -> anyhow::Result<Vec<Tensor>> {
         #[cfg(feature = "gpu")]
-        if let Some(outputs) = engine.run_filled(&mut |gpu, input, stream| {
-            let on_gpu = frame.on_gpu(gpu)?;
-            self.fill_on_gpu(gpu, &on_gpu, input, stream)
-        }) {
+        if let Some(outputs) =
+            engine.run_filled(&mut |gpu, input, stream| self.fill_from(gpu, frame, input, stream))
+        {
             return outputs;
         }
         engine.run(&self.tensor(frame))
