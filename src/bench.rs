@@ -290,6 +290,8 @@ fn pipeline_rate(
     // As the pipeline runs them: side by side on a GPU, in turn on the CPU.
     let on_gpu = matches!(choice.backend, "cuda" | "tensorrt");
     let mut frames = Vec::new();
+    // Each task's own time over the measured frames: where a frame's time goes.
+    let task_ms = std::sync::Mutex::new(std::collections::BTreeMap::<&str, f64>::new());
     for i in 0..warm_up + options.iterations {
         stopwatch.reset();
         let start = Instant::now();
@@ -299,8 +301,13 @@ fn pipeline_rate(
             tasks.iter_mut(),
             |_| on_gpu,
             |(section, task)| {
+                let task_start = Instant::now();
                 if let Err(e) = task.process(&annotated, &settings) {
                     failures.lock().unwrap().push(format!("{section}: {e:#}"));
+                }
+                if i >= warm_up {
+                    let ms = task_start.elapsed().as_secs_f64() * 1000.0;
+                    *task_ms.lock().unwrap().entry(*section).or_default() += ms;
                 }
             },
         );
@@ -352,6 +359,11 @@ fn pipeline_rate(
         median(&mut frame_ms),
         1000.0 / frame_mean,
     );
+    println!("\n| task | ms a frame (mean): pre-processing, inference, decoding |");
+    println!("|---|---:|");
+    for (section, total) in task_ms.into_inner().unwrap() {
+        println!("| {section} | {:.2} |", total / count);
+    }
     #[cfg(feature = "gpu")]
     if on_gpu && frame_on_gpu {
         if let Err(e) = layers::compare(&mut tasks, &frame, &settings, options.iterations) {
