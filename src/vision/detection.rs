@@ -1,5 +1,6 @@
 //! Object detection: NanoDet (catalog) or a jetson-inference SSD-Mobilenet ONNX file, decoded
-//! to boxes in frame pixels, per-class NMS, an optional IoU tracker, and detectNet's overlay.
+//! to boxes in frame pixels, NMS across classes, an optional IoU tracker, and detectNet's
+//! overlay.
 
 use super::preprocess::{InputSpec, Layout};
 use super::tracker::{Rules, Tracker};
@@ -306,15 +307,17 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     }
 }
 
-/// Greedy per-class non-maximum suppression: best first, a box goes when it overlaps a
-/// kept box of its class by more than `threshold` IoU. Returns the kept ones, best first.
+/// Greedy non-maximum suppression across classes: best first, a box goes when it overlaps a
+/// kept box by more than `threshold` IoU, whatever their classes, so that one thing gets one
+/// box (NanoDet's package code does this, and detectNet keeps the more confident of two
+/// classes' overlapping boxes). Returns the kept ones, best first.
 fn nms(mut found: Vec<Detection>, threshold: f32) -> Vec<Detection> {
     found.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     let mut kept: Vec<Detection> = Vec::with_capacity(found.len());
     for candidate in found {
         let suppressed = kept
             .iter()
-            .any(|k| k.class_id == candidate.class_id && iou(&k.rect, &candidate.rect) > threshold);
+            .any(|k| iou(&k.rect, &candidate.rect) > threshold);
         if !suppressed {
             kept.push(candidate);
         }
@@ -409,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn iou_and_per_class_nms() {
+    fn iou_and_nms_across_classes() {
         let a = [0.0, 0.0, 10.0, 10.0];
         assert_eq!(iou(&a, &a), 1.0);
         assert_eq!(iou(&a, &[5.0, 0.0, 15.0, 10.0]), 50.0 / 150.0);
@@ -420,14 +423,15 @@ mod tests {
                 detection(1, 0.5, [1.0, 0.0, 11.0, 10.0]),
                 detection(1, 0.9, a),
                 detection(2, 0.4, a),
+                detection(2, 0.35, [20.0, 0.0, 30.0, 10.0]),
                 detection(1, 0.3, [5.0, 0.0, 15.0, 10.0]),
             ],
             0.6,
         );
-        // The 0.5 box overlaps the 0.9 one by 0.82: gone. The other class and the 0.33
-        // overlap stay, best first.
+        // The 0.5 box overlaps the 0.9 one by 0.82, and so does the other class's 0.4 box
+        // by 1: both gone. The box elsewhere and the 0.33 overlap stay, best first.
         let kept: Vec<(usize, f32)> = kept.iter().map(|d| (d.class_id, d.confidence)).collect();
-        assert_eq!(kept, vec![(1, 0.9), (2, 0.4), (1, 0.3)]);
+        assert_eq!(kept, vec![(1, 0.9), (2, 0.35), (1, 0.3)]);
     }
 
     #[test]
@@ -524,7 +528,7 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_dog_bicycle_and_car_of_the_reference() {
+    fn finds_the_dog_bicycle_and_vehicle_of_the_reference() {
         let env = testing::Env::new();
         let mut settings = env.settings.clone();
         // The reference's thresholds.
@@ -537,7 +541,8 @@ mod tests {
         eprintln!("dog.jpg: {result}");
         let reference = testing::reference()["detection"]["dog"].clone();
         let reference = reference.as_array().unwrap();
-        for label in ["dog", "bicycle", "car", "truck"] {
+        // The vehicle is a truck and, less surely, a car: one box, the truck's.
+        for label in ["dog", "bicycle", "truck"] {
             let want = reference.iter().find(|r| r[0] == label).unwrap();
             let want_box: Vec<f32> = want[2]
                 .as_array()

@@ -245,12 +245,11 @@ def nanodet_decode(outs, entry, image, score_threshold=0.3, iou_threshold=0.6):
     (w, h), (left, top) = placement(image, entry)
     sx, sy = image.width / w, image.height / h
     found = []
-    for label in sorted(set(classes)):
-        idx = [i for i, c in enumerate(classes) if c == label]
-        for k in nms([boxes[i] for i in idx], np.array([scores[i] for i in idx]), iou_threshold):
-            x1, y1, x2, y2 = boxes[idx[k]]
-            found.append((float(scores[idx[k]]), int(label),
-                          [(x1 - left) * sx, (y1 - top) * sy, (x2 - left) * sx, (y2 - top) * sy]))
+    # Across classes, as visiond does: one box for one thing.
+    for k in nms(boxes, np.array(scores), iou_threshold):
+        x1, y1, x2, y2 = boxes[k]
+        found.append((float(scores[k]), int(classes[k]),
+                      [(x1 - left) * sx, (y1 - top) * sy, (x2 - left) * sx, (y2 - top) * sy]))
     return sorted(found, key=lambda f: -f[0])
 
 
