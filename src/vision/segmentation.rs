@@ -304,6 +304,10 @@ struct Segmentation {
     alignment: Alignment,
     classes: Classes,
     map: Option<ClassMap>,
+    /// Whether the class map is made on the GPU: until that fails once (logged), when the
+    /// host makes it from then on.
+    #[cfg(feature = "gpu")]
+    on_gpu: bool,
 }
 
 impl Segmentation {
@@ -319,6 +323,8 @@ impl Segmentation {
             alignment,
             classes,
             map: None,
+            #[cfg(feature = "gpu")]
+            on_gpu: true,
         }
     }
 
@@ -346,11 +352,23 @@ impl Task for Segmentation {
     fn process(&mut self, frame: &Frame, settings: &Settings) -> anyhow::Result<()> {
         let filter = Filter::parse(&settings.segmentation.filter_mode);
         #[cfg(feature = "gpu")]
-        if let Some(map) = self.class_map_on_gpu(frame, filter) {
-            self.map = Some(map?);
-            return Ok(());
+        if self.on_gpu {
+            match self.class_map_on_gpu(frame, filter) {
+                Some(Ok(map)) => {
+                    self.map = Some(map);
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(
+                        "segmentation: the class map is made on the host from now on: {e:#}"
+                    )
+                }
+                None => {}
+            }
+            self.on_gpu = false;
         }
-        let outputs = self.input.run(&mut *self.engine, frame)?;
+        // A host tensor: an engine whose outputs are bound on the GPU runs one all the same.
+        let outputs = self.engine.run(&self.input.tensor(frame))?;
         let output = outputs.first().context("the model gave no output")?;
         // The output's layout follows the input's (TensorFlow models are NHWC throughout).
         let scores = Scores::of(output, self.input.layout)?;
@@ -589,6 +607,25 @@ mod tests {
         task.process(&testing::picture(name), &env.settings)
             .unwrap();
         (task.result(), task.map.unwrap())
+    }
+
+    /// A GPU path that fails loses one try, not the model: the host makes the same map.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn a_failing_gpu_path_falls_back_to_the_host() {
+        let env = Env::new();
+        let entry = env.catalog.get("selfie-segmentation").unwrap();
+        let model = &env.settings.segmentation.model;
+        let mut failing = catalog_model(entry, model, &env.context_failing_on_gpu()).unwrap();
+        let mut host = selfie(&env);
+        let person = testing::picture("person");
+        for _ in 0..2 {
+            failing.process(&person, &env.settings).unwrap();
+            assert!(!failing.on_gpu);
+            host.process(&person, &env.settings).unwrap();
+            assert_eq!(failing.map, host.map);
+            assert_ne!(failing.result(), Json::Null);
+        }
     }
 
     #[test]

@@ -36,6 +36,59 @@ fn tract_loader(path: &Path, input: &ModelInput) -> anyhow::Result<Box<dyn Engin
     Ok(Box::new(TractEngine::load(path, input, 1)?))
 }
 
+impl Env {
+    /// As `context`, with engines that say they take their input on the GPU and then fail
+    /// every GPU call, as a GPU path that breaks would; host tensors still run.
+    #[cfg(feature = "gpu")]
+    pub fn context_failing_on_gpu(&self) -> Context<'_> {
+        Context {
+            catalog: &self.catalog,
+            loader: &failing_on_gpu_loader,
+        }
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn failing_on_gpu_loader(path: &Path, input: &ModelInput) -> anyhow::Result<Box<dyn Engine>> {
+    Ok(Box::new(FailsOnGpu(tract_loader(path, input)?)))
+}
+
+#[cfg(feature = "gpu")]
+struct FailsOnGpu(Box<dyn Engine>);
+
+#[cfg(feature = "gpu")]
+impl Engine for FailsOnGpu {
+    fn run(&mut self, input: &crate::engine::Tensor) -> anyhow::Result<Vec<crate::engine::Tensor>> {
+        self.0.run(input)
+    }
+
+    fn run_filled(
+        &mut self,
+        _: &mut crate::engine::Fill<'_>,
+    ) -> Option<anyhow::Result<Vec<crate::engine::Tensor>>> {
+        Some(Err(anyhow::anyhow!("the GPU is gone")))
+    }
+
+    fn run_on_device(
+        &mut self,
+        _: &mut crate::engine::Fill<'_>,
+        _: &mut crate::engine::Decode<'_>,
+    ) -> Option<anyhow::Result<()>> {
+        Some(Err(anyhow::anyhow!("the GPU is gone")))
+    }
+
+    fn queue(&mut self, _: &mut crate::engine::Fill<'_>) -> Option<anyhow::Result<()>> {
+        Some(Err(anyhow::anyhow!("the GPU is gone")))
+    }
+
+    fn placement(&self) -> crate::engine::Placement {
+        crate::engine::Placement {
+            input_on_gpu: true,
+            ..self.0.placement()
+        }
+    }
+}
+
 /// A file of tests/data, as a path string (the form settings take).
 pub fn data(name: &str) -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/").to_owned() + name

@@ -194,11 +194,19 @@ impl Task for Action {
             return Ok(());
         }
         self.to_skip = settings.action.skip_frames;
-        self.window.push(&mut *self.engine, &self.clip, frame)?;
-        if self.window.len() < self.clip.frames {
+        let outputs = match self.sample(frame) {
+            Ok(outputs) => outputs,
+            #[cfg(feature = "gpu")]
+            Err(e) if matches!(self.window, Window::Device(_)) => {
+                tracing::warn!("action: the clip is made on the host from now on: {e:#}");
+                self.window = Window::Host(VecDeque::new());
+                self.sample(frame)?
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(outputs) = outputs else {
             return Ok(());
-        }
-        let outputs = self.window.run(&mut *self.engine, &self.clip)?;
+        };
         let mut probabilities = outputs
             .first()
             .context("the model gave no output")?
@@ -248,6 +256,15 @@ impl Task for Action {
 }
 
 impl Action {
+    /// Adds `frame` to the window, and runs the model on the clip once the window is full.
+    fn sample(&mut self, frame: &Frame) -> anyhow::Result<Option<Vec<Tensor>>> {
+        self.window.push(&mut *self.engine, &self.clip, frame)?;
+        if self.window.len() < self.clip.frames {
+            return Ok(None);
+        }
+        self.window.run(&mut *self.engine, &self.clip).map(Some)
+    }
+
     /// The best class if it is sure enough to show.
     fn shown(&self) -> Option<(usize, f32)> {
         self.best.filter(|&(_, p)| p >= self.threshold)
@@ -336,6 +353,28 @@ mod tests {
         assert_eq!(task.result(), Json::Null);
         task.process(&solid([0, 0, 0]), &settings).unwrap();
         assert_ne!(task.result(), Json::Null);
+    }
+
+    /// A clip whose GPU path fails goes on from the host, from the frame that failed.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn a_failing_gpu_path_falls_back_to_the_host() {
+        let env = Env::new();
+        let mut settings = env.settings.clone();
+        settings.action.model.network = testing::data("jetson/action.onnx");
+        settings.action.skip_frames = 0;
+        settings.action.confidence_threshold = 0.0;
+        let mut task = build(&settings, &env.context_failing_on_gpu()).unwrap();
+        let grey = solid([110, 100, 96]);
+        task.process(&solid([255, 0, 0]), &settings).unwrap();
+        for _ in 0..15 {
+            task.process(&grey, &settings).unwrap();
+        }
+        assert_eq!(
+            task.result()["label"],
+            "class 20",
+            "red is the oldest frame"
+        );
     }
 
     #[test]
