@@ -56,6 +56,12 @@ fn failing_on_gpu_loader(path: &Path, input: &ModelInput) -> anyhow::Result<Box<
 #[cfg(feature = "gpu")]
 struct FailsOnGpu(Box<dyn Engine>);
 
+/// What every GPU call of `FailsOnGpu` answers.
+#[cfg(feature = "gpu")]
+fn gone<T>() -> Option<anyhow::Result<T>> {
+    Some(Err(anyhow::anyhow!("the GPU is gone")))
+}
+
 #[cfg(feature = "gpu")]
 impl Engine for FailsOnGpu {
     fn run(&mut self, input: &crate::engine::Tensor) -> anyhow::Result<Vec<crate::engine::Tensor>> {
@@ -66,7 +72,7 @@ impl Engine for FailsOnGpu {
         &mut self,
         _: &mut crate::engine::Fill<'_>,
     ) -> Option<anyhow::Result<Vec<crate::engine::Tensor>>> {
-        Some(Err(anyhow::anyhow!("the GPU is gone")))
+        gone()
     }
 
     fn run_on_device(
@@ -74,11 +80,11 @@ impl Engine for FailsOnGpu {
         _: &mut crate::engine::Fill<'_>,
         _: &mut crate::engine::Decode<'_>,
     ) -> Option<anyhow::Result<()>> {
-        Some(Err(anyhow::anyhow!("the GPU is gone")))
+        gone()
     }
 
     fn queue(&mut self, _: &mut crate::engine::Fill<'_>) -> Option<anyhow::Result<()>> {
-        Some(Err(anyhow::anyhow!("the GPU is gone")))
+        gone()
     }
 
     fn placement(&self) -> crate::engine::Placement {

@@ -281,15 +281,21 @@ mod tests {
         Frame::from_rgb(64, 48, rgb).unwrap()
     }
 
+    /// The defaults with tests/data/jetson/action.onnx, `skip_frames` and every result shown.
+    fn test_model_settings(env: &Env, skip_frames: u32) -> Settings {
+        let mut settings = env.settings.clone();
+        settings.action.model.network = testing::data("jetson/action.onnx");
+        settings.action.skip_frames = skip_frames;
+        settings.action.confidence_threshold = 0.0;
+        settings
+    }
+
     /// tests/data/jetson/action.onnx (tools/make-test-models): logit 10 is the red of the
     /// window's last frame, 20 the red of its first, 30 a little of all frames' green.
     #[test]
     fn the_window_slides_over_sampled_frames() {
         let env = Env::new();
-        let mut settings = env.settings.clone();
-        settings.action.model.network = testing::data("jetson/action.onnx");
-        settings.action.skip_frames = 0;
-        settings.action.confidence_threshold = 0.0;
+        let mut settings = test_model_settings(&env, 0);
         let mut task = build(&settings, &env.context()).unwrap();
         // About the mean colour: normalised to nearly 0.
         let grey = solid([110, 100, 96]);
@@ -339,10 +345,7 @@ mod tests {
     #[test]
     fn skip_frames_samples_one_frame_then_skips() {
         let env = Env::new();
-        let mut settings = env.settings.clone();
-        settings.action.model.network = testing::data("jetson/action.onnx");
-        settings.action.skip_frames = 2;
-        settings.action.confidence_threshold = 0.0;
+        let settings = test_model_settings(&env, 2);
         let mut task = build(&settings, &env.context()).unwrap();
         // What `infer` shows a still picture is enough for a result.
         assert_eq!(task.frames_needed(&settings), 48);
@@ -360,10 +363,7 @@ mod tests {
     #[test]
     fn a_failing_gpu_path_falls_back_to_the_host() {
         let env = Env::new();
-        let mut settings = env.settings.clone();
-        settings.action.model.network = testing::data("jetson/action.onnx");
-        settings.action.skip_frames = 0;
-        settings.action.confidence_threshold = 0.0;
+        let settings = test_model_settings(&env, 0);
         let mut task = build(&settings, &env.context_failing_on_gpu()).unwrap();
         let grey = solid([110, 100, 96]);
         task.process(&solid([255, 0, 0]), &settings).unwrap();

@@ -7,8 +7,8 @@ use super::{grid_of, map_taps, ClassMap, Segmentation};
 use crate::engine::DeviceTensor;
 use crate::gpu::{launch_per_pixel, Gpu};
 use crate::media::Frame;
-use crate::vision::mask::{Filter, Tap};
-use crate::vision::preprocess::Layout;
+use crate::vision::mask::{Alignment, Filter, Tap};
+use crate::vision::preprocess::{InputSpec, Layout};
 use anyhow::Context as _;
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg};
 use std::sync::Arc;
@@ -68,28 +68,37 @@ impl Segmentation {
             &mut |gpu, address, stream| input.fill_from(gpu, frame, address, stream),
             &mut |gpu, outputs, stream| {
                 let scores = outputs.first().context("the model gave no output")?;
-                let (classes, grid_h, grid_w) = grid_of(&scores.shape, input.layout)?;
-                let (columns, rows) = map_taps(
-                    (grid_w, grid_h),
-                    (input, alignment),
-                    (frame.width, frame.height),
-                    filter,
-                );
-                let params = ClassScores {
-                    width: columns.len() as i32,
-                    height: rows.len() as i32,
-                    grid_w: grid_w as i32,
-                    grid_h: grid_h as i32,
-                    classes: classes as i32,
-                    nchw: i32::from(input.layout == Layout::Nchw),
-                    ..ClassScores::default()
-                };
+                let size = (frame.width, frame.height);
+                let (params, columns, rows) =
+                    plan(&scores.shape, (input, alignment), size, filter)?;
                 map = Some(class_map(gpu, stream, scores, params, (&columns, &rows))?);
                 Ok(())
             },
         )?;
         Some(ran.and_then(|()| map.context("no class map was made")))
     }
+}
+
+/// The kernel's parameters (addresses left 0) and the map's column and row taps, for scores
+/// of `shape` upsampled over the part of `input` that shows a frame of `size`.
+pub(super) fn plan(
+    shape: &[usize],
+    (input, alignment): (&InputSpec, Alignment),
+    size: (u32, u32),
+    filter: Filter,
+) -> anyhow::Result<(ClassScores, Vec<Tap>, Vec<Tap>)> {
+    let (classes, grid_h, grid_w) = grid_of(shape, input.layout)?;
+    let (columns, rows) = map_taps((grid_w, grid_h), (input, alignment), size, filter);
+    let params = ClassScores {
+        width: columns.len() as i32,
+        height: rows.len() as i32,
+        grid_w: grid_w as i32,
+        grid_h: grid_h as i32,
+        classes: classes as i32,
+        nchw: i32::from(input.layout == Layout::Nchw),
+        ..ClassScores::default()
+    };
+    Ok((params, columns, rows))
 }
 
 /// Runs the kernel over `scores` on `stream` and brings the map down (which waits for it).
@@ -138,8 +147,6 @@ mod tests {
     use super::*;
     use crate::engine::Tensor;
     use crate::gpu::{bytes_of, kernels_on_cpu};
-    use crate::vision::mask::Alignment;
-    use crate::vision::preprocess::InputSpec;
     use crate::vision::testing::Env;
 
     /// Scores in `low..high`, the same every run.
@@ -183,18 +190,8 @@ mod tests {
             for filter in [Filter::Linear, Filter::Point] {
                 for size in [(1280, 720), (640, 424)] {
                     let host = ClassMap::of(&grid, (&input, alignment), size, filter);
-                    let (classes, grid_h, grid_w) = grid_of(&shape, input.layout).unwrap();
-                    let (columns, rows) =
-                        map_taps((grid_w, grid_h), (&input, alignment), size, filter);
-                    let params = ClassScores {
-                        width: columns.len() as i32,
-                        height: rows.len() as i32,
-                        grid_w: grid_w as i32,
-                        grid_h: grid_h as i32,
-                        classes: classes as i32,
-                        nchw: i32::from(input.layout == Layout::Nchw),
-                        ..ClassScores::default()
-                    };
+                    let (params, columns, rows) =
+                        plan(&shape, (&input, alignment), size, filter).unwrap();
                     let mut stdin = bytes_of(&params).to_vec();
                     stdin.extend(output.as_f32().iter().flat_map(|v| v.to_ne_bytes()));
                     for tap in kernel_taps(&columns).iter().chain(&kernel_taps(&rows)) {
