@@ -96,15 +96,27 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     #[cfg(feature = "gpu")]
     if on_gpu {
         let device = settings_for(options.backend, options).engine.gpu_device as usize;
-        let loader = measured_loader.as_ref();
-        if let Err(e) = preprocess::compare(&catalog, loader, device, options.iterations) {
+        // CUDA's provider also runs each model as a CUDA graph.
+        let graphs = (options.backend == Backend::Cuda).then(|| {
+            let mut settings = settings_for(options.backend, options);
+            settings.engine.cuda_graphs = true;
+            crate::engine::choose(&settings.engine).0
+        });
+        let loaders = preprocess::Loaders {
+            measured: measured_loader.as_ref(),
+            graphs: graphs.as_deref(),
+        };
+        if let Err(e) = preprocess::compare(&catalog, &loaders, device, options.iterations) {
             println!("\nPre-processing on the GPU: not measured: {e:#}");
         }
     }
-    pipeline_rate(&catalog, options, &engine_ms, true)?;
+    pipeline_rate(&catalog, options, &engine_ms, true, false)?;
+    if options.backend == Backend::Cuda {
+        pipeline_rate(&catalog, options, &engine_ms, true, true)?;
+    }
     if on_gpu {
         // The same with every model's pre-processing on the CPU, each input copied up.
-        pipeline_rate(&catalog, options, &engine_ms, false)?;
+        pipeline_rate(&catalog, options, &engine_ms, false, false)?;
     }
     Ok(())
 }
@@ -263,9 +275,11 @@ fn pipeline_rate(
     options: &Options,
     engine_ms: &EngineTimes,
     frame_on_gpu: bool,
+    cuda_graphs: bool,
 ) -> anyhow::Result<()> {
     let mut settings = settings_for(options.backend, options);
     settings.engine.frame_on_gpu = frame_on_gpu;
+    settings.engine.cuda_graphs = cuda_graphs;
     let (loader, choice) = crate::engine::choose(&settings.engine);
     let stopwatch = Stopwatch::default();
     let timed_loader = stopwatch.wrap(loader);
@@ -292,15 +306,16 @@ fn pipeline_rate(
     let mut frames = Vec::new();
     // Each task's own time over the measured frames: where a frame's time goes.
     let task_ms = std::sync::Mutex::new(std::collections::BTreeMap::<&str, f64>::new());
+    let lanes = crate::pipeline::lanes::Lanes::new(tasks.len())?;
     for i in 0..warm_up + options.iterations {
         stopwatch.reset();
         let start = Instant::now();
         let mut annotated = frame.clone();
         let failures = std::sync::Mutex::new(Vec::new());
-        crate::pipeline::side_by_side(
-            tasks.iter_mut(),
-            |_| on_gpu,
-            |(section, task)| {
+        lanes.run(
+            tasks.iter_mut().enumerate(),
+            |(lane, _)| on_gpu.then_some(*lane),
+            |(_, (section, task))| {
                 let task_start = Instant::now();
                 if let Err(e) = task.process(&annotated, &settings) {
                     failures.lock().unwrap().push(format!("{section}: {e:#}"));
@@ -338,7 +353,7 @@ fn pipeline_rate(
         .sum();
     let (inputs_on_gpu, engines) = stopwatch.inputs_on_gpu();
     println!(
-        "\nWhole pipeline at 1280x720, {} ({} threads, engine.frame_on_gpu = {frame_on_gpu}: {inputs_on_gpu} of {engines} networks take their input on the GPU), {} frames after {warm_up} to fill the windows; models: {}",
+        "\nWhole pipeline at 1280x720, {} ({} threads, engine.frame_on_gpu = {frame_on_gpu}: {inputs_on_gpu} of {engines} networks take their input on the GPU; cuda_graphs = {cuda_graphs}), {} frames after {warm_up} to fill the windows; models: {}",
         choice.backend,
         options.threads,
         frames.len(),

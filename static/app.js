@@ -178,12 +178,14 @@ function showLegend(element, { classes, colors }) {
 }
 
 // The provider the session really runs on, how much of the graph was left to the CPU, and
-// whether its input is made on the GPU (engine.frame_on_gpu).
+// whether its input is made on the GPU (engine.frame_on_gpu) and it runs as a CUDA graph
+// (engine.cuda_graphs).
 function placementText(model) {
   const onCpu = model.cpu_nodes ? `, ${model.cpu_nodes} of ${model.nodes} nodes on the CPU` : '';
   const input = model.input_on_gpu ? ', input made on the GPU' : '';
+  const graph = model.cuda_graph ? ', as a CUDA graph' : '';
   const fallback = model.fallback ? ` (${model.fallback})` : '';
-  return `${model.provider}${onCpu}${input}${fallback}`;
+  return `${model.provider}${onCpu}${input}${graph}${fallback}`;
 }
 
 // EventSource cannot send the token that auth_viewers asks for: with a token saved the

@@ -2,10 +2,11 @@
 //! against its CPU twin (`InputSpec::tensor`) on the test pictures, as they come and fitted
 //! to 1280x720: the largest difference in the model's input units and in pixel levels, and
 //! the time of each at 1280x720; then each model from a 1280x720 frame to its outputs on the
-//! host, with the frame on the GPU and with a host tensor.
+//! host, with the frame on the GPU (and, on CUDA's provider, as a CUDA graph too) and with a
+//! host tensor.
 
 use super::timed;
-use crate::engine::{DType, Engine, Io, Loader, ModelInput};
+use crate::engine::{DType, Engine, Io, Loader, ModelInput, Tensor};
 use crate::gpu::Gpu;
 use crate::media::{images, Frame};
 use crate::vision::catalog::Catalog;
@@ -14,9 +15,15 @@ use cudarc::driver::{CudaStream, DevicePtrMut};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The measured backend's loader, and on CUDA's provider the same with `cuda_graphs` on.
+pub struct Loaders<'a> {
+    pub measured: &'a Loader,
+    pub graphs: Option<&'a Loader>,
+}
+
 pub fn compare(
     catalog: &Catalog,
-    loader: &Loader,
+    loaders: &Loaders<'_>,
     device: usize,
     iterations: usize,
 ) -> anyhow::Result<()> {
@@ -73,22 +80,49 @@ pub fn compare(
             outputs: entry.outputs.clone(),
             io: Io::Frames,
         };
-        let mut engine = loader(&catalog.path_of(entry), &input)?;
-        whole.push((
-            entry.name.as_str(),
-            end_to_end(&spec, &mut *engine, frame, iterations)?,
-        ));
+        let path = catalog.path_of(entry);
+        let mut engine = (loaders.measured)(&path, &input)?;
+        let (device, host) = end_to_end(&spec, &mut *engine, frame, iterations)?;
+        drop(engine);
+        let graph = loaders.graphs.map(|loader| {
+            let mut engine = loader(&path, &input)?;
+            let (graph, _) = end_to_end(&spec, &mut *engine, frame, iterations)?;
+            // What the graph's replays give, against the same frame without a graph.
+            let outputs = spec.run(&mut *engine, frame)?;
+            let plain = spec.run(&mut *(loaders.measured)(&path, &input)?, frame)?;
+            Ok::<_, anyhow::Error>((graph, largest_difference(&outputs, &plain)))
+        });
+        whole.push((entry.name.as_str(), device, host, graph));
     }
     println!("\nFrom a 1280x720 frame to the outputs on the host (median ms)\n");
-    println!("| model | frame on the GPU: upload, kernel, inference | host tensor: CPU pre-processing, copy up, inference | ratio |");
-    println!("|---|---:|---:|---:|");
-    for (name, (device, host)) in whole {
+    println!("| model | frame on the GPU: upload, kernel, inference | host tensor: CPU pre-processing, copy up, inference | ratio | frame on the GPU, as a CUDA graph | its outputs against no graph (largest difference) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, device, host, graph) in whole {
+        let graph = match graph {
+            None => "| |".to_owned(),
+            Some(Ok((ms, difference))) => format!("{ms:.3} | {difference:.2e} |"),
+            Some(Err(e)) => format!("n/a ({e:#}) | |"),
+        };
         println!(
-            "| {name} | {device:.3} | {host:.3} | {:.2}x |",
+            "| {name} | {device:.3} | {host:.3} | {:.2}x | {graph}",
             device / host
         );
     }
     Ok(())
+}
+
+/// The largest difference between two runs' outputs, over all of them.
+fn largest_difference(a: &[Tensor], b: &[Tensor]) -> f32 {
+    a.iter()
+        .zip(b)
+        .flat_map(|(a, b)| {
+            a.as_f32()
+                .iter()
+                .zip(b.as_f32().iter())
+                .map(|(x, y)| (x - y).abs())
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0, f32::max)
 }
 
 /// Milliseconds from a new frame to the outputs: (through the GPU, through a host tensor).

@@ -67,19 +67,17 @@ impl Backend {
 
     fn loader(self, settings: &EngineSettings, threads: usize) -> Arc<Loader> {
         let library = settings.onnxruntime_lib.clone();
-        let frame_on_gpu = settings.frame_on_gpu;
+        let gpu = onnxruntime::GpuUse {
+            frame_on_gpu: settings.frame_on_gpu,
+            cuda_graphs: settings.cuda_graphs,
+        };
         match self.provider(settings) {
             None => Arc::new(move |path: &Path, input: &ModelInput| {
                 Ok(Box::new(TractEngine::load(path, input, threads)?) as Box<dyn Engine>)
             }),
             Some(provider) => Arc::new(move |path: &Path, input: &ModelInput| {
                 Ok(Box::new(OrtEngine::load(
-                    path,
-                    input,
-                    threads,
-                    &library,
-                    &provider,
-                    frame_on_gpu,
+                    path, input, threads, &library, &provider, gpu,
                 )?) as Box<dyn Engine>)
             }),
         }

@@ -152,6 +152,8 @@ pub struct Placement {
     /// Whether its input is written on the GPU, where the model reads it in place (the frame
     /// goes up once; `engine.frame_on_gpu`), rather than copied up from a host tensor.
     pub input_on_gpu: bool,
+    /// Whether CUDA's provider runs it as a CUDA graph (`engine.cuda_graphs`).
+    pub cuda_graph: bool,
 }
 
 impl Placement {
@@ -174,6 +176,7 @@ impl Placement {
             nodes: placements.iter().map(|p| p.nodes).sum(),
             fallback: (!fallbacks.is_empty()).then(|| fallbacks.join("; ")),
             input_on_gpu: placements.iter().all(|p| p.input_on_gpu),
+            cuda_graph: placements.iter().all(|p| p.cuda_graph),
         }
     }
 }

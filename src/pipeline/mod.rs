@@ -2,8 +2,8 @@
 //! -> overlays -> outputs, reading a settings snapshot each frame; it never waits on the web
 //! side, and the latest frame always wins.
 
+pub mod lanes;
 mod models;
-pub use models::side_by_side;
 pub mod status;
 
 use crate::media::source::Capture;

@@ -1,6 +1,7 @@
 //! The pipeline's models: which task each section runs, loading new ones off the pipeline
 //! thread when a section's network (or the engine) changes, while frames keep flowing.
 
+use super::lanes::Lanes;
 use super::status::{ModelState, ModelStatus, Shared};
 use crate::engine::{self, Loader, Placement};
 use crate::settings::schema::MODEL_SECTIONS;
@@ -60,24 +61,6 @@ struct Slot {
     status: ModelStatus,
 }
 
-/// Runs `work` on every item: those `on_gpu` picks side by side, a thread each, so that
-/// their tasks' CPU pre-processing and decoding overlap (and their GPU work queues up at
-/// once); the others one after another, since a CPU session already uses every core.
-pub fn side_by_side<T: Send>(
-    items: impl IntoIterator<Item = T>,
-    on_gpu: impl Fn(&T) -> bool,
-    work: impl Fn(T) + Sync,
-) {
-    let (parallel, serial): (Vec<T>, Vec<T>) = items.into_iter().partition(on_gpu);
-    std::thread::scope(|scope| {
-        for item in parallel {
-            let work = &work;
-            scope.spawn(move || work(item));
-        }
-        serial.into_iter().for_each(&work);
-    });
-}
-
 impl Slot {
     /// Runs the slot's task on `frame`, keeping its time and state in its status.
     fn process(&mut self, frame: &crate::media::Frame, settings: &Settings) {
@@ -110,6 +93,8 @@ impl Slot {
 
 pub struct Models {
     slots: Vec<Slot>,
+    /// Slot i's task runs on lane i when it is on the GPU.
+    lanes: Lanes,
     requests: mpsc::Sender<Request>,
     loaded: mpsc::Receiver<Message>,
 }
@@ -123,7 +108,7 @@ impl Models {
             .name("model-loader".into())
             .spawn(move || load_forever(&catalog, &inbox, &outbox, &shared))
             .expect("spawn model loader thread");
-        let slots = MODEL_SECTIONS
+        let slots: Vec<Slot> = MODEL_SECTIONS
             .iter()
             .map(|&section| Slot {
                 section,
@@ -133,6 +118,7 @@ impl Models {
             })
             .collect();
         Models {
+            lanes: Lanes::new(slots.len()).expect("start the pipeline's lanes"),
             slots,
             requests,
             loaded,
@@ -216,12 +202,15 @@ impl Models {
         }
     }
 
-    /// Runs every ready task on `frame`, timing each (see `side_by_side`).
+    /// Runs every ready task on `frame`, timing each (see `Lanes::run`).
     pub fn process(&mut self, frame: &crate::media::Frame, settings: &Settings) {
-        side_by_side(
-            self.slots.iter_mut().filter(|slot| slot.task.is_some()),
-            |slot| slot.status.placement.is_on_gpu(),
-            |slot| slot.process(frame, settings),
+        self.lanes.run(
+            self.slots
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, slot)| slot.task.is_some()),
+            |(lane, slot)| slot.status.placement.is_on_gpu().then_some(*lane),
+            |(_, slot)| slot.process(frame, settings),
         );
     }
 

@@ -390,6 +390,7 @@ fn build_schema() -> Vec<Key> {
         restart_key(e, "onnxruntime_lib", Kind::Text, json!(""), "path to libonnxruntime.so (or its folder); empty: a pip onnxruntime-gpu, the packaged one, then the system's"),
         key(e, "gpu_device", Kind::Int { min: 0, max: 63 }, json!(0), "CUDA device number for tensorrt and cuda (0..63)"),
         key(e, "frame_on_gpu", Kind::Bool, json!(true), "tensorrt and cuda: the frame goes to the GPU once, each model's pre-processing runs there, into its input in place, and the full-frame overlays are painted there; false: all on the CPU"),
+        key(e, "cuda_graphs", Kind::Bool, json!(false), "cuda, with frame_on_gpu: each model runs as a CUDA graph, one launch a run, captured on its first frames (docs/gpu.md: not yet measured on a GPU)"),
         key(e, "fp16", Kind::Bool, json!(true), "tensorrt: build half-precision engines"),
         key(e, "cache_dir", Kind::Text, json!("/var/cache/visiond"), "tensorrt: where built engines and timing caches are kept"),
         key(m, "enabled", Kind::Bool, json!(false), "publish status, results and events to an MQTT broker, and take settings from it"),

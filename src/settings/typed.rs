@@ -66,6 +66,7 @@ pub struct Engine {
     pub onnxruntime_lib: String,
     pub gpu_device: u32,
     pub frame_on_gpu: bool,
+    pub cuda_graphs: bool,
     pub fp16: bool,
     pub cache_dir: String,
 }

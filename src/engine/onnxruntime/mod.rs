@@ -76,11 +76,14 @@ impl Provider {
     /// Registers the provider on a session; ONNX Runtime's own error when it cannot start
     /// (its library, CUDA's or TensorRT's missing), never a quiet fall back to the CPU.
     /// `stream`: the CUDA stream the session computes on, where visiond's kernels queue its
-    /// input (it must outlive the session); none: the provider's own.
+    /// input (it must outlive the session); none: the provider's own. `graphs`: CUDA's
+    /// provider captures the session's CUDA graph and replays it (its input and outputs
+    /// must then be bound at fixed device addresses).
     fn register(
         &self,
         builder: &mut SessionBuilder,
         stream: Option<*mut ()>,
+        graphs: bool,
     ) -> anyhow::Result<()> {
         // Full fp32, as on the CPU: with TensorFloat-32 convolutions MoveNet Lightning's
         // keypoints landed 4.8 px from the CPU's, without them 0.00 px (docs/gpu.md, runs of
@@ -88,7 +91,8 @@ impl Provider {
         let cuda = |device| {
             let cuda = ort::ep::CUDA::default()
                 .with_device_id(device)
-                .with_tf32(false);
+                .with_tf32(false)
+                .with_cuda_graph(graphs);
             match stream {
                 // SAFETY: the caller keeps the stream alive for as long as the session.
                 Some(stream) => unsafe { cuda.with_compute_stream(stream) },
@@ -124,11 +128,20 @@ impl Provider {
     }
 }
 
+/// How a session on a GPU provider uses the GPU beyond its inference (`[engine]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GpuUse {
+    /// The input made from frames on the device (`frame_on_gpu`).
+    pub frame_on_gpu: bool,
+    /// Such a session run as a CUDA graph on CUDA's provider (`cuda_graphs`).
+    pub cuda_graphs: bool,
+}
+
 /// Loads the library and registers `provider` on a scratch session: whether it starts here.
 pub fn probe(library: &str, provider: &Provider) -> anyhow::Result<&'static Path> {
     let path = runtime(library)?;
     let mut builder = Session::builder(environment()?).map_err(|e| anyhow::anyhow!("{e}"))?;
-    provider.register(&mut builder, None)?;
+    provider.register(&mut builder, None, false)?;
     Ok(path)
 }
 
@@ -140,12 +153,12 @@ fn environment() -> anyhow::Result<&'static ort::environment::Environment> {
         .context("onnxruntime is not loaded")
 }
 
-/// Fields drop in this order: the device input before the session (its tensors go back to
-/// the session's allocator), the session before its stream.
+/// Fields drop in this order: the bound tensors before the session (they go back to the
+/// session's allocator), the session before its stream.
 pub struct OrtEngine {
-    /// The input on the GPU, where visiond's kernels write it.
+    /// The input and outputs on the GPU, where visiond's kernels write and read them.
     #[cfg(feature = "gpu")]
-    device_input: Option<device::Input>,
+    bound: Option<device::Bound>,
     session: Session,
     input: String,
     outputs: Vec<String>,
@@ -156,18 +169,21 @@ pub struct OrtEngine {
 }
 
 impl OrtEngine {
-    /// Loads `path` for `input` on `provider`. `frame_on_gpu`: on a GPU provider, take an
-    /// input made from whole frames on the device (`Engine::run_filled`) when a GPU is usable
-    /// here.
+    /// Loads `path` for `input` on `provider`. `gpu.frame_on_gpu`: on a GPU provider, take
+    /// an input made from whole frames on the device (`Engine::run_filled`) when a GPU is
+    /// usable here; `gpu.cuda_graphs`: on CUDA's provider, run such a model as a CUDA graph.
     pub fn load(
         path: &Path,
         input: &ModelInput,
         threads: usize,
         library: &str,
         provider: &Provider,
-        frame_on_gpu: bool,
+        gpu: GpuUse,
     ) -> anyhow::Result<OrtEngine> {
         runtime(library)?;
+        // Loading allocates on the GPU: not while another session captures its graph.
+        #[cfg(feature = "gpu")]
+        let _gate = provider.gpu_device().map(|_| device::gate::shared());
         let environment = environment()?;
         if let Provider::TensorRt { cache_dir, .. } = provider {
             let cache = cache_dir.join("tensorrt");
@@ -189,15 +205,22 @@ impl OrtEngine {
         #[cfg(feature = "gpu")]
         let stream = provider
             .gpu_device()
-            .filter(|_| frame_on_gpu && input.io != super::Io::Host)
+            .filter(|_| gpu.frame_on_gpu && input.io != super::Io::Host)
             .and_then(|device| device::Stream::new(device as usize));
         #[cfg(feature = "gpu")]
-        provider.register(&mut builder, stream.as_ref().map(device::Stream::raw))?;
+        let graphs =
+            gpu.cuda_graphs && stream.is_some() && matches!(provider, Provider::Cuda { .. });
+        #[cfg(feature = "gpu")]
+        provider.register(
+            &mut builder,
+            stream.as_ref().map(device::Stream::raw),
+            graphs,
+        )?;
         // Without the GPU feature every input is a host tensor.
         #[cfg(not(feature = "gpu"))]
-        let _ = (frame_on_gpu, input.io);
+        let _ = (gpu, input.io);
         #[cfg(not(feature = "gpu"))]
-        provider.register(&mut builder, None)?;
+        provider.register(&mut builder, None, false)?;
         let mut builder = builder
             .with_profiling(profile_prefix())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -230,7 +253,7 @@ impl OrtEngine {
         }
         let mut engine = OrtEngine {
             #[cfg(feature = "gpu")]
-            device_input: None,
+            bound: None,
             session,
             input: input_name,
             outputs,
@@ -240,17 +263,22 @@ impl OrtEngine {
         };
         #[cfg(feature = "gpu")]
         if let Some(stream) = stream {
-            let bound = device::Input::bind(
-                &engine.session,
+            let bound = device::Bound::bind(
+                &mut engine.session,
                 &engine.input,
                 &engine.outputs,
                 input,
                 &stream,
+                graphs,
             );
             // The session computes on the stream whether or not its input could be bound.
             engine._stream = Some(stream);
             match bound {
-                Ok(bound) => engine.device_input = Some(bound),
+                Ok(bound) => engine.bound = Some(bound),
+                // A graph replays fixed addresses: without them the session cannot run.
+                Err(e) if graphs => {
+                    return Err(e.context("CUDA graphs need the input and outputs on the GPU"))
+                }
                 Err(e) => tracing::warn!("{}: its input stays on the host: {e:#}", path.display()),
             }
         }
@@ -263,14 +291,13 @@ impl OrtEngine {
     /// profile where each node ran.
     fn first_run(&mut self, input: &ModelInput) -> anyhow::Result<Placement> {
         #[cfg(feature = "gpu")]
-        if let Some(device_input) = &self.device_input {
-            // The bound input holds zeros until a kernel fills it.
-            device_input
-                .warm_up(&mut self.session)
-                .context("first run")?;
+        if let Some(bound) = &self.bound {
+            // Binding ran it, on the bound input's zeros.
+            let cuda_graph = bound.graphs();
             let placement = self.end_profiling()?;
             return Ok(Placement {
                 input_on_gpu: true,
+                cuda_graph,
                 ..placement
             });
         }
@@ -310,6 +337,10 @@ fn profile_prefix() -> PathBuf {
 
 impl Engine for OrtEngine {
     fn run(&mut self, input: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        #[cfg(feature = "gpu")]
+        if let Some(bound) = &mut self.bound {
+            return bound.run_host(&mut self.session, input);
+        }
         let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
         // Views over our buffers: nothing is copied on the way in.
         let value = match &input.data {
@@ -324,8 +355,8 @@ impl Engine for OrtEngine {
 
     #[cfg(feature = "gpu")]
     fn run_filled(&mut self, fill: &mut super::Fill<'_>) -> Option<anyhow::Result<Vec<Tensor>>> {
-        let device_input = self.device_input.as_ref()?;
-        Some(device_input.run(&mut self.session, fill))
+        let bound = self.bound.as_mut()?;
+        Some(bound.run(&mut self.session, fill))
     }
 
     #[cfg(feature = "gpu")]
@@ -334,13 +365,13 @@ impl Engine for OrtEngine {
         fill: &mut super::Fill<'_>,
         decode: &mut super::Decode<'_>,
     ) -> Option<anyhow::Result<()>> {
-        let device_input = self.device_input.as_ref()?;
-        Some(device_input.run_on_device(&mut self.session, fill, decode))
+        let bound = self.bound.as_mut()?;
+        Some(bound.run_on_device(&mut self.session, fill, decode))
     }
 
     #[cfg(feature = "gpu")]
     fn queue(&mut self, work: &mut super::Fill<'_>) -> Option<anyhow::Result<()>> {
-        Some(self.device_input.as_ref()?.queue(work))
+        Some(self.bound.as_mut()?.queue(work))
     }
 
     fn placement(&self) -> Placement {
@@ -397,7 +428,8 @@ mod tests {
             outputs: vec![],
             io: Io::Host,
         };
-        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu, false) else {
+        let Ok(mut ort) = OrtEngine::load(path, &input, 1, "", &Provider::Cpu, GpuUse::default())
+        else {
             panic!("libonnxruntime.so is missing: run tools/fetch-onnxruntime")
         };
         let placement = ort.placement();
