@@ -308,6 +308,9 @@ struct Segmentation {
     /// host makes it from then on.
     #[cfg(feature = "gpu")]
     on_gpu: bool,
+    /// The class-map kernel's taps and map buffer on the GPU, for the last frame size.
+    #[cfg(feature = "gpu")]
+    map_on_gpu: Option<gpu::MapBuffers>,
 }
 
 impl Segmentation {
@@ -325,6 +328,8 @@ impl Segmentation {
             map: None,
             #[cfg(feature = "gpu")]
             on_gpu: true,
+            #[cfg(feature = "gpu")]
+            map_on_gpu: None,
         }
     }
 

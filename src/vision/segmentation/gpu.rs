@@ -10,7 +10,7 @@ use crate::media::Frame;
 use crate::vision::mask::{Alignment, Filter, Tap};
 use crate::vision::preprocess::{InputSpec, Layout};
 use anyhow::Context as _;
-use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg};
 use std::sync::Arc;
 
 /// The kernel's parameters: the same layout as `struct ClassScores` in kernels.cu.
@@ -54,6 +54,37 @@ pub(super) fn kernel_taps(taps: &[Tap]) -> Vec<KernelTap> {
         .collect()
 }
 
+/// The class-map kernel's parameters, taps and map buffer on the device, made for one
+/// scores shape, frame size and filter and kept while those stay the same (a camera's frames
+/// do): a frame then uploads and allocates nothing for its map.
+pub(super) struct MapBuffers {
+    made_for: (Vec<usize>, (u32, u32), Filter),
+    params: ClassScores,
+    columns: CudaSlice<KernelTap>,
+    rows: CudaSlice<KernelTap>,
+    ids: CudaSlice<u8>,
+}
+
+impl MapBuffers {
+    fn new(
+        stream: &Arc<CudaStream>,
+        made_for: (Vec<usize>, (u32, u32), Filter),
+        (input, alignment): (&InputSpec, Alignment),
+    ) -> anyhow::Result<MapBuffers> {
+        let (shape, size, filter) = &made_for;
+        let (params, columns, rows) = plan(shape, (input, alignment), *size, *filter)?;
+        // SAFETY: every byte is written by the kernel before the copy down reads it.
+        let ids = unsafe { stream.alloc::<u8>((params.width * params.height) as usize) }?;
+        Ok(MapBuffers {
+            params,
+            columns: stream.clone_htod(&kernel_taps(&columns))?,
+            rows: stream.clone_htod(&kernel_taps(&rows))?,
+            ids,
+            made_for,
+        })
+    }
+}
+
 impl Segmentation {
     /// The class map of `frame`, the model's input and scores on the GPU; `None` where the
     /// engine takes no input there.
@@ -63,15 +94,18 @@ impl Segmentation {
         filter: Filter,
     ) -> Option<anyhow::Result<ClassMap>> {
         let (input, alignment) = (&self.input, self.alignment);
+        let buffers = &mut self.map_on_gpu;
         let mut map = None;
         let ran = self.engine.run_on_device(
             &mut |gpu, address, stream| input.fill_from(gpu, frame, address, stream),
             &mut |gpu, outputs, stream| {
                 let scores = outputs.first().context("the model gave no output")?;
-                let size = (frame.width, frame.height);
-                let (params, columns, rows) =
-                    plan(&scores.shape, (input, alignment), size, filter)?;
-                map = Some(class_map(gpu, stream, scores, params, (&columns, &rows))?);
+                let made_for = (scores.shape.clone(), (frame.width, frame.height), filter);
+                if buffers.as_ref().is_none_or(|b| b.made_for != made_for) {
+                    *buffers = Some(MapBuffers::new(stream, made_for, (input, alignment))?);
+                }
+                let buffers = buffers.as_mut().expect("made above");
+                map = Some(class_map(gpu, stream, scores, buffers)?);
                 Ok(())
             },
         )?;
@@ -101,29 +135,25 @@ pub(super) fn plan(
     Ok((params, columns, rows))
 }
 
-/// Runs the kernel over `scores` on `stream` and brings the map down (which waits for it).
+/// Runs the kernel over `scores` on `stream` into `buffers`' map and brings the map down
+/// (which waits for it).
 fn class_map(
     gpu: &Gpu,
     stream: &Arc<CudaStream>,
     scores: &DeviceTensor,
-    params: ClassScores,
-    (columns, rows): (&[Tap], &[Tap]),
+    buffers: &mut MapBuffers,
 ) -> anyhow::Result<ClassMap> {
-    let columns = stream.clone_htod(&kernel_taps(columns))?;
-    let rows = stream.clone_htod(&kernel_taps(rows))?;
-    let (width, height) = (params.width as u32, params.height as u32);
-    // SAFETY: every byte is written by the kernel before the copy down reads it.
-    let mut ids = unsafe { stream.alloc::<u8>((width * height) as usize) }?;
+    let (width, height) = (buffers.params.width as u32, buffers.params.height as u32);
     {
-        let (columns, _read) = columns.device_ptr(stream);
-        let (rows, _read) = rows.device_ptr(stream);
-        let (ids, _written) = ids.device_ptr_mut(stream);
+        let (columns, _read) = buffers.columns.device_ptr(stream);
+        let (rows, _read) = buffers.rows.device_ptr(stream);
+        let (ids, _written) = buffers.ids.device_ptr_mut(stream);
         let params = ClassScores {
             scores: scores.address,
             ids,
             columns,
             rows,
-            ..params
+            ..buffers.params
         };
         // SAFETY: `scores` holds the grid the shape says (checked by `grid_of`), the taps
         // lie inside it, and the kernel writes only the map's `width * height` bytes.
@@ -137,7 +167,7 @@ fn class_map(
     Ok(ClassMap {
         width: width as usize,
         height: height as usize,
-        ids: stream.clone_dtoh(&ids)?,
+        ids: stream.clone_dtoh(&buffers.ids)?,
     })
 }
 
