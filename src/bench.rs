@@ -283,16 +283,20 @@ fn pipeline_rate(
     settings.engine.frame_on_gpu = frame_on_gpu;
     settings.engine.cuda_graphs = cuda_graphs;
     let (loader, choice) = crate::engine::choose(&settings.engine);
-    let stopwatch = Stopwatch::default();
-    let timed_loader = stopwatch.wrap(loader);
-    let ctx = vision::Context {
-        catalog,
-        loader: timed_loader.as_ref(),
-    };
-    let mut tasks = Vec::new();
+    // A stopwatch for each task's engines, in `tasks` order.
+    let (mut tasks, mut stopwatches) = (Vec::new(), Vec::new());
     for section in vision::DRAW_ORDER {
+        let stopwatch = Stopwatch::default();
+        let timed_loader = stopwatch.wrap(loader.clone());
+        let ctx = vision::Context {
+            catalog,
+            loader: timed_loader.as_ref(),
+        };
         match vision::build(section, &settings, &ctx) {
-            Ok(task) => tasks.push((section, task)),
+            Ok(task) => {
+                tasks.push((section, task));
+                stopwatches.push(stopwatch);
+            }
             Err(e) => println!("\n{section}: not benchmarked: {e:#}"),
         }
     }
@@ -308,9 +312,11 @@ fn pipeline_rate(
     let mut frames = Vec::new();
     // Each task's own time over the measured frames: where a frame's time goes.
     let task_ms = std::sync::Mutex::new(std::collections::BTreeMap::<&str, f64>::new());
+    // Of which in its engines: the GPU fill, inference and outputs, or a host tensor's run.
+    let task_engine_ms = std::sync::Mutex::new(std::collections::BTreeMap::<&str, f64>::new());
     let lanes = crate::pipeline::lanes::Lanes::new(tasks.len())?;
     for i in 0..warm_up + options.iterations {
-        stopwatch.reset();
+        stopwatches.iter().for_each(Stopwatch::reset);
         let start = Instant::now();
         let mut annotated = frame.clone();
         let failures = std::sync::Mutex::new(Vec::new());
@@ -336,7 +342,12 @@ fn pipeline_rate(
         vision::draw(&drawn, &mut annotated, &settings);
         if i >= warm_up {
             let frame_ms = start.elapsed().as_secs_f64() * 1000.0;
-            frames.push((frame_ms, stopwatch.ms(), processed));
+            let engines: f64 = stopwatches.iter().map(Stopwatch::ms).sum();
+            frames.push((frame_ms, engines, processed));
+            let mut in_engines = task_engine_ms.lock().unwrap();
+            for ((section, _), stopwatch) in tasks.iter().zip(&stopwatches) {
+                *in_engines.entry(*section).or_default() += stopwatch.ms();
+            }
         }
     }
     let count = frames.len() as f64;
@@ -353,7 +364,10 @@ fn pipeline_rate(
             *engine_ms.get(network)?
         })
         .sum();
-    let (inputs_on_gpu, engines) = stopwatch.inputs_on_gpu();
+    let (inputs_on_gpu, engines) = stopwatches
+        .iter()
+        .map(Stopwatch::inputs_on_gpu)
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
     println!(
         "\nWhole pipeline at 1280x720, {} ({} threads, engine.frame_on_gpu = {frame_on_gpu}: {inputs_on_gpu} of {engines} networks take their input on the GPU; cuda_graphs = {cuda_graphs}), {} frames after {warm_up} to fill the windows; models: {}",
         choice.backend,
@@ -376,10 +390,17 @@ fn pipeline_rate(
         median(&mut frame_ms),
         1000.0 / frame_mean,
     );
-    println!("\n| task | ms a frame (mean): pre-processing, inference, decoding |");
-    println!("|---|---:|");
+    println!("\n| task | ms a frame (mean): pre-processing, inference, decoding | of which in its engines (GPU fill, inference, outputs) | the rest, on the CPU (host pre-processing, decoding) |");
+    println!("|---|---:|---:|---:|");
+    let in_engines = task_engine_ms.into_inner().unwrap();
     for (section, total) in task_ms.into_inner().unwrap() {
-        println!("| {section} | {:.2} |", total / count);
+        let engine = in_engines.get(section).copied().unwrap_or(0.0);
+        println!(
+            "| {section} | {:.2} | {:.2} | {:.2} |",
+            total / count,
+            engine / count,
+            (total - engine) / count
+        );
     }
     #[cfg(feature = "gpu")]
     if on_gpu && frame_on_gpu {
