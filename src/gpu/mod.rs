@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 const KERNELS: &str = include_str!("kernels.cu");
 
 /// One GPU: its context (the device's primary one, which ONNX Runtime's CUDA provider uses
-/// too), the compiled kernels, and the pinned buffer frames go up through.
+/// too), the compiled kernels, and the pinned memory frames go up through or are read from.
 pub struct Gpu {
     pub context: Arc<CudaContext>,
     /// `fit_resize_pack`: a model's whole pre-processing (vision::preprocess::gpu).
@@ -36,6 +36,12 @@ pub struct Gpu {
     /// asynchronously and at full speed.
     staging: Mutex<Option<cudarc::driver::PinnedHostSlice<u8>>>,
     upload: Arc<CudaStream>,
+    /// Whether frames are read in place from mapped host memory rather than copied: on an
+    /// integrated GPU (a Jetson's shares the memory), or where `VISIOND_MAPPED_FRAMES=1`
+    /// asks (to check that path on a discrete GPU, where it reads across the bus).
+    pub mapped_frames: bool,
+    /// Mapped frame buffers no frame holds.
+    mapped: Mutex<Vec<frame::MappedBuffer>>,
 }
 
 /// A launch of one thread a pixel over `width` x `height`, in blocks of 16 x 16: the
@@ -100,6 +106,14 @@ impl Gpu {
         let draw = context
             .new_stream()
             .map_err(|e| format!("cannot create a CUDA stream: {e}"))?;
+        let integrated = context
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_INTEGRATED)
+            .map_err(|e| format!("CUDA device {device}: {e}"))?;
+        let mapped_frames =
+            integrated != 0 || std::env::var("VISIOND_MAPPED_FRAMES").is_ok_and(|v| v == "1");
+        if mapped_frames {
+            tracing::info!("GPU {device}: frames are read in place from mapped host memory");
+        }
         Ok(Gpu {
             fit: function("fit_resize_pack")?,
             paint_layers: function("paint_layers")?,
@@ -110,7 +124,13 @@ impl Gpu {
             context,
             staging: Mutex::new(None),
             upload,
+            mapped_frames,
+            mapped: Mutex::new(Vec::new()),
         })
+    }
+
+    fn lock_mapped(&self) -> std::sync::MutexGuard<'_, Vec<frame::MappedBuffer>> {
+        self.mapped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `data` on the device, for good: small tables uploaded once, waited for here.

@@ -45,7 +45,6 @@ unsafe impl DeviceRepr for Layers {}
 pub fn paint(frame: &OnGpu, layers: &[Layer], rgb: &mut [u8]) -> anyhow::Result<()> {
     let gpu = frame.gpu;
     let stream = &gpu.draw;
-    stream.wait(&frame.uploaded)?;
     // What the kernel reads, kept alive until it has run (the stream is synchronised below).
     let mut keep = Inputs::default();
     let mut params = Layers {
@@ -59,7 +58,7 @@ pub fn paint(frame: &OnGpu, layers: &[Layer], rgb: &mut [u8]) -> anyhow::Result<
     // SAFETY: every byte is written by the kernel before the copy down reads it.
     let out = unsafe { stream.alloc::<u8>(rgb.len()) }?;
     {
-        let (pixels, _read) = frame.pixels.device_ptr(stream);
+        let (pixels, _read) = frame.read_on(stream)?;
         let (out_ptr, _written) = out.device_ptr(stream);
         params.frame = pixels;
         params.out = out_ptr;
@@ -110,10 +109,12 @@ fn describe(
                         (picture.width, picture.height) == (frame.width, frame.height),
                         "the backdrop picture is not the frame's size"
                     );
-                    // Uploaded once: the picture keeps its copy until it changes.
+                    // Uploaded once: the picture keeps its copy until it changes. Its read
+                    // is recorded before the kernel is queued, which is enough: nothing writes
+                    // the picture's copy again, and `paint` waits for the kernel before the
+                    // copy can drop.
                     let on_gpu = picture.on_gpu(frame.gpu)?;
-                    stream.wait(&on_gpu.uploaded)?;
-                    params.picture = on_gpu.pixels.device_ptr(stream).0;
+                    params.picture = on_gpu.read_on(stream)?.0;
                     keep.frames.push(on_gpu);
                     2
                 }

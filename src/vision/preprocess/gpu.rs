@@ -73,8 +73,7 @@ impl InputSpec {
     ) -> anyhow::Result<()> {
         let (fit, axes) = self.fit_for(frame.width, frame.height);
         let tables = tables_on(gpu, &axes)?;
-        stream.wait(&frame.uploaded)?;
-        let (pixels, _read) = frame.pixels.device_ptr(stream);
+        let (pixels, _read) = frame.read_on(stream)?;
         let fit = tables.point(
             Fit {
                 frame: pixels,
