@@ -96,6 +96,7 @@ impl Bound {
         let allocator = Allocator::new(session, on_device.clone())?;
         let mut binding = session.create_binding()?;
         let (tensor, input_at) = allocate(&allocator, input.dtype, &input.shape, stream)?;
+        // The binding holds the tensor itself (an owned tensor is not copied when bound).
         binding.bind_input(name, &tensor)?;
         for output in outputs {
             binding.bind_output_to_device(output.as_str(), &on_device)?;
