@@ -52,8 +52,8 @@ pub struct Bound {
     /// addresses are what CUDA graphs need, and the tasks copy down only what they decode.
     outputs: Vec<Fixed>,
     stream: Stream,
-    /// With CUDA graphs: the thread that ran the session last and its runs in a row there.
-    graph_runs: Option<(ThreadId, u32)>,
+    /// With CUDA graphs: which runs may capture.
+    graph_runs: Option<CaptureRuns>,
 }
 
 /// A tensor at a fixed device address, held by the binding.
@@ -72,6 +72,33 @@ impl Fixed {
 /// ONNX Runtime captures a session's CUDA graph on the third run on a thread (two runs
 /// first, for its memory arena), and keeps it for that thread.
 const RUNS_UNTIL_CAPTURED: u32 = 3;
+
+/// The thread that ran a graph session last and its runs in a row there: the first
+/// `RUNS_UNTIL_CAPTURED` on a thread may capture, so they run alone.
+struct CaptureRuns {
+    thread: ThreadId,
+    runs: u32,
+}
+
+impl CaptureRuns {
+    /// After the session's first run, here.
+    fn after_first_run() -> CaptureRuns {
+        CaptureRuns {
+            thread: std::thread::current().id(),
+            runs: 1,
+        }
+    }
+
+    /// Counts a run on this thread: whether it may capture.
+    fn may_capture(&mut self) -> bool {
+        let here = std::thread::current().id();
+        if self.thread != here {
+            (self.thread, self.runs) = (here, 0);
+        }
+        self.runs = self.runs.saturating_add(1);
+        self.runs <= RUNS_UNTIL_CAPTURED
+    }
+}
 
 impl Bound {
     /// Allocates `input` (zeros) on the session's device and binds it as tensor `name`, runs
@@ -137,7 +164,7 @@ impl Bound {
             },
             outputs: fixed,
             stream: stream.clone(),
-            graph_runs: graphs.then(|| (std::thread::current().id(), 1)),
+            graph_runs: graphs.then(CaptureRuns::after_first_run),
         })
     }
 
@@ -253,15 +280,11 @@ impl Bound {
     /// The gate for a run: alone for the runs on a thread that may capture the session's
     /// CUDA graph (the first ones there), shared otherwise.
     fn enter(&mut self) -> gate::Gate {
-        let Some((thread, runs)) = &mut self.graph_runs else {
-            return gate::shared();
-        };
-        let here = std::thread::current().id();
-        if *thread != here {
-            (*thread, *runs) = (here, 0);
-        }
-        *runs = runs.saturating_add(1);
-        match *runs <= RUNS_UNTIL_CAPTURED {
+        match self
+            .graph_runs
+            .as_mut()
+            .is_some_and(CaptureRuns::may_capture)
+        {
             true => gate::alone(),
             false => gate::shared(),
         }
@@ -336,5 +359,24 @@ pub mod gate {
         Gate::Alone {
             _held: GATE.write().unwrap_or_else(|p| p.into_inner()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_runs_on_each_thread_may_capture_and_the_rest_do_not() {
+        // Loaded (the first run) on this thread: two more here may capture.
+        let mut runs = CaptureRuns::after_first_run();
+        let here: Vec<bool> = (0..4).map(|_| runs.may_capture()).collect();
+        assert_eq!(here, [true, true, false, false]);
+        // A lane's thread starts its own count: ONNX Runtime captures there anew.
+        let there =
+            std::thread::spawn(move || (0..5).map(|_| runs.may_capture()).collect::<Vec<_>>())
+                .join()
+                .unwrap();
+        assert_eq!(there, [true, true, true, false, false]);
     }
 }
