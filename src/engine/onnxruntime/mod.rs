@@ -218,7 +218,7 @@ impl OrtEngine {
         )?;
         // Without the GPU feature every input is a host tensor.
         #[cfg(not(feature = "gpu"))]
-        let _ = (gpu, input.io);
+        let _ = (gpu.frame_on_gpu, gpu.cuda_graphs, input.io);
         #[cfg(not(feature = "gpu"))]
         provider.register(&mut builder, None, false)?;
         let mut builder = builder
