@@ -313,7 +313,7 @@ fn pipeline_rate(
     // Each task's own time over the measured frames: where a frame's time goes.
     let task_ms = std::sync::Mutex::new(std::collections::BTreeMap::<&str, f64>::new());
     // Of which in its engines: the GPU fill, inference and outputs, or a host tensor's run.
-    let task_engine_ms = std::sync::Mutex::new(std::collections::BTreeMap::<&str, f64>::new());
+    let mut task_engine_ms = std::collections::BTreeMap::<&str, f64>::new();
     let lanes = crate::pipeline::lanes::Lanes::new(tasks.len())?;
     for i in 0..warm_up + options.iterations {
         stopwatches.iter().for_each(Stopwatch::reset);
@@ -344,9 +344,8 @@ fn pipeline_rate(
             let frame_ms = start.elapsed().as_secs_f64() * 1000.0;
             let engines: f64 = stopwatches.iter().map(Stopwatch::ms).sum();
             frames.push((frame_ms, engines, processed));
-            let mut in_engines = task_engine_ms.lock().unwrap();
             for ((section, _), stopwatch) in tasks.iter().zip(&stopwatches) {
-                *in_engines.entry(*section).or_default() += stopwatch.ms();
+                *task_engine_ms.entry(*section).or_default() += stopwatch.ms();
             }
         }
     }
@@ -392,9 +391,8 @@ fn pipeline_rate(
     );
     println!("\n| task | ms a frame (mean): pre-processing, inference, decoding | of which in its engines (GPU fill, inference, outputs) | the rest, on the CPU (host pre-processing, decoding) |");
     println!("|---|---:|---:|---:|");
-    let in_engines = task_engine_ms.into_inner().unwrap();
     for (section, total) in task_ms.into_inner().unwrap() {
-        let engine = in_engines.get(section).copied().unwrap_or(0.0);
+        let engine = task_engine_ms.get(section).copied().unwrap_or(0.0);
         println!(
             "| {section} | {:.2} | {:.2} | {:.2} |",
             total / count,

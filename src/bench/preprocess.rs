@@ -83,13 +83,13 @@ pub fn compare(
         let path = catalog.path_of(entry);
         let mut engine = (loaders.measured)(&path, &input)?;
         let (device, host) = end_to_end(&spec, &mut *engine, frame, iterations)?;
+        // What a graph's replays give is held against this.
+        let plain = spec.run(&mut *engine, frame)?;
         drop(engine);
         let graph = loaders.graphs.map(|loader| {
             let mut engine = loader(&path, &input)?;
             let (graph, _) = end_to_end(&spec, &mut *engine, frame, iterations)?;
-            // What the graph's replays give, against the same frame without a graph.
             let outputs = spec.run(&mut *engine, frame)?;
-            let plain = spec.run(&mut *(loaders.measured)(&path, &input)?, frame)?;
             Ok::<_, anyhow::Error>((graph, largest_difference(&outputs, &plain)))
         });
         whole.push((entry.name.as_str(), device, host, graph));

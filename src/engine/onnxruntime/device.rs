@@ -181,11 +181,16 @@ impl Bound {
         session: &mut Session,
         tensor: &Tensor,
     ) -> anyhow::Result<Vec<Tensor>> {
+        let dtype = match tensor.data {
+            TensorData::F32(_) => DType::F32,
+            TensorData::I32(_) => DType::I32,
+        };
         anyhow::ensure!(
-            tensor.shape == self.input.shape,
-            "input shape {:?}, the model was bound for {:?}",
+            (&tensor.shape, dtype) == (&self.input.shape, self.input.dtype),
+            "input {:?} {dtype:?}, the model was bound for {:?} {:?}",
             tensor.shape,
-            self.input.shape
+            self.input.shape,
+            self.input.dtype
         );
         let (address, stream) = (self.input.address, self.stream.stream.cu_stream());
         self.run(session, &mut |gpu, _, _| {
